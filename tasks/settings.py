@@ -1,0 +1,43 @@
+"""Where thumbs keeps its state, and where the project's own files live."""
+from __future__ import annotations
+
+import os
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+WAREHOUSE_SQL = PROJECT_ROOT / "warehouse"
+
+
+class ThumbsError(Exception):
+    """An error meant for a person: one line naming the file, row and reason."""
+
+
+def thumbs_home(home: str | os.PathLike | None = None) -> Path:
+    """THUMBS_HOME: `--home`, else $THUMBS_HOME, else ./.thumbs. Created on demand."""
+    chosen = Path(home or os.environ.get("THUMBS_HOME") or ".thumbs").expanduser().resolve()
+    try:
+        chosen.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ThumbsError(f"{chosen}: cannot create THUMBS_HOME ({exc.strerror})") from exc
+    return chosen
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """The git commit of the running code (with +dirty), or the package version."""
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"],
+            capture_output=True, text=True, check=True, timeout=5,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, check=True, timeout=5,
+        ).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        from importlib.metadata import version
+
+        return "thumbs-" + version("thumbs")

@@ -1,0 +1,65 @@
+"""The contract every source parser follows.
+
+A parser turns one record (a dict, as read from a file by tasks.readers) into
+outcomes: staged rows for a staging table, or quarantined parts with a reason.
+Most sources give one outcome per record; an OASST tree gives one per message.
+Every outcome is one "row read" in the ingest accounting:
+rows read = loaded + duplicate + quarantined.
+
+Parsers are pure: no I/O, no warehouse, no clock. They are tested on real rows.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, Union
+
+Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": str}
+
+
+class RowRejected(Exception):
+    """Raised by a parser for a record that cannot be loaded; str(exc) is the reason."""
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A row for `table` (a staging table name, e.g. 'staging.stg_hh__pairs').
+
+    `values` holds the table's columns except row_key, batch_id, file_sha256 and
+    row_number, which the loader fills in.
+    """
+
+    table: str
+    row_key: str
+    values: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """A part of a record that cannot be loaded (e.g. one bad node of an OASST tree)."""
+
+    reason: str
+    raw: Any
+
+
+Outcome = Union[Staged, Quarantined]
+Parser = Callable[[Mapping[str, Any]], Iterable[Outcome]]
+
+
+def content_key(*parts: Any) -> str:
+    """A stable hash of JSON-serialisable parts: the identity of "the same row"."""
+    text = json.dumps(parts, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def require_text(record: Mapping[str, Any], field: str, *, allow_empty: bool = False) -> str:
+    """record[field] as a string, or RowRejected naming what is wrong."""
+    if field not in record or record[field] is None:
+        raise RowRejected(f"missing field '{field}'")
+    value = record[field]
+    if not isinstance(value, str):
+        raise RowRejected(f"field '{field}' should be text, got {type(value).__name__}")
+    if not allow_empty and not value.strip():
+        raise RowRejected(f"field '{field}' is empty")
+    return value

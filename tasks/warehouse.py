@@ -1,0 +1,101 @@
+"""The DuckDB warehouse: connections, migrations and running the SQL models.
+
+All SQL lives in warehouse/*.sql. Python only chooses which file to run and
+binds its parameters; it never builds SQL text from values.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import duckdb
+
+from tasks.settings import WAREHOUSE_SQL, ThumbsError, thumbs_home
+
+WAREHOUSE_FILE = "warehouse.duckdb"
+
+
+def warehouse_path(home: str | Path | None = None) -> Path:
+    return thumbs_home(home) / WAREHOUSE_FILE
+
+
+def read_sql(relative: str) -> str:
+    """The text of warehouse/<relative>, e.g. 'marts/feedback.sql'."""
+    return (WAREHOUSE_SQL / relative).read_text(encoding="utf-8")
+
+
+def run_sql(con: duckdb.DuckDBPyConnection, relative: str, params: dict[str, Any] | None = None):
+    """Run one SQL model file; a file with parameters must hold one statement."""
+    text = read_sql(relative)
+    return con.execute(text, params) if params else con.execute(text)
+
+
+def _open(path: Path, read_only: bool, wait_seconds: float) -> duckdb.DuckDBPyConnection:
+    # DuckDB allows one writer process per file. A second writer waits here for
+    # the first to finish rather than failing a nightly run on a transient lock.
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise ThumbsError(f"{path}: cannot open the warehouse ({exc})") from exc
+            if time.monotonic() >= deadline:
+                raise ThumbsError(
+                    f"{path}: the warehouse is busy: another thumbs run is writing it "
+                    f"(waited {wait_seconds:.0f}s; {str(exc).splitlines()[0]})"
+                ) from exc
+            time.sleep(0.5)
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Apply warehouse/migrations/NNN_*.sql not yet applied, in order. Idempotent."""
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version VARCHAR PRIMARY KEY, sha256 VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
+    )
+    applied = dict(con.execute("SELECT version, sha256 FROM schema_migrations").fetchall())
+    newly = []
+    for migration in sorted((WAREHOUSE_SQL / "migrations").glob("[0-9][0-9][0-9]_*.sql")):
+        text = migration.read_text(encoding="utf-8")
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        if migration.stem in applied:
+            if applied[migration.stem] != digest:
+                raise ThumbsError(
+                    f"{migration}: this migration was edited after it was applied; "
+                    "add a new migration instead"
+                )
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(text)
+            con.execute(
+                "INSERT INTO schema_migrations VALUES ($version, $sha256, now())",
+                {"version": migration.stem, "sha256": digest},
+            )
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        newly.append(migration.stem)
+    return newly
+
+
+@contextmanager
+def connect(
+    home: str | Path | None = None, *, read_only: bool = False, wait_seconds: float = 600.0
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection to THUMBS_HOME/warehouse.duckdb, migrated when writable."""
+    path = warehouse_path(home)
+    if read_only and not path.exists():
+        raise ThumbsError(f"{path}: no warehouse yet; run `thumbs ingest` first")
+    con = _open(path, read_only, wait_seconds)
+    try:
+        if not read_only:
+            migrate(con)
+        yield con
+    finally:
+        con.close()
