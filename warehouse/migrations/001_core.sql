@@ -20,7 +20,7 @@ CREATE TABLE IF NOT EXISTS ingest_runs (
     rows_quarantined  BIGINT NOT NULL DEFAULT 0,
     status            VARCHAR NOT NULL,   -- loaded | skipped (same sha256 already loaded)
     options           JSON,
-    PRIMARY KEY (batch_id, file_sha256)
+    PRIMARY KEY (batch_id, file)
 );
 
 -- Every row that was read and not loaded, with the reason.

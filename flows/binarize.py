@@ -1,0 +1,35 @@
+"""The `binarize` flow: rebuild `preference_pairs` and `feedback` from staging."""
+from __future__ import annotations
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+
+from schemas.config import BinarizeConfig
+from tasks.binarize import BinarizeResult, binarize
+from tasks.lineage import finish_run, new_run_id, start_run
+from tasks.publish import publish
+from tasks.reports import binarize_markdown
+from tasks.warehouse import connect
+
+
+@task(name="binarize")
+def binarize_task(config: BinarizeConfig, home: str | None) -> BinarizeResult:
+    with connect(home) as con:
+        run_id = start_run(con, "binarize", config.model_dump(), new_run_id())
+        try:
+            result = binarize(con, config)
+        except BaseException:
+            finish_run(con, run_id, "failed")
+            raise
+        finish_run(con, run_id, "completed")
+        publish(con, home)
+        return result
+
+
+@flow(name="binarize")
+def binarize_flow(config: BinarizeConfig | None = None, home: str | None = None) -> BinarizeResult:
+    config = config or BinarizeConfig()
+    result = binarize_task(config, home)
+    create_markdown_artifact(binarize_markdown(config, result), key="binarize-report",
+                             description="feedback and preference_pairs rebuilt")
+    return result

@@ -1,0 +1,63 @@
+"""Rebuild the marts (`preference_pairs`, `feedback`) and the analyst views from staging."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import duckdb
+
+from schemas.config import BinarizeConfig
+from tasks.settings import WAREHOUSE_SQL
+from tasks.warehouse import run_sql
+
+# The DAG of SQL models, in dependency order, with the parameters each binds.
+MODELS: list[tuple[str, tuple[str, ...]]] = [
+    ("intermediate/int_oasst__pairs.sql", ("include_synthetic",)),
+    ("intermediate/int_oasst__ratings.sql", ("include_synthetic", "thumbs_rule")),
+    ("intermediate/int_pairs.sql", ("shp_min_score_ratio",)),
+    ("marts/preference_pairs.sql", ("eval_fraction",)),
+    ("intermediate/int_votes.sql", ()),
+    ("marts/feedback.sql", ("eval_fraction",)),
+    ("marts/feedback_one_per_prompt.sql", ()),
+]
+
+
+@dataclass
+class BinarizeResult:
+    pairs: dict[tuple[str, str], int] = field(default_factory=dict)  # (source, split) -> pairs
+    feedback: dict[tuple[str, bool], int] = field(default_factory=dict)  # (source, label) -> rows
+    tied_completions: int = 0  # rated up and down equally often: no label, left out
+
+
+def model_params(config: BinarizeConfig) -> dict[str, object]:
+    return {
+        "include_synthetic": config.oasst_include_synthetic,
+        "thumbs_rule": config.oasst_thumbs,
+        "shp_min_score_ratio": config.shp_min_score_ratio,
+        "eval_fraction": config.eval_fraction,
+    }
+
+
+def create_views(con: duckdb.DuckDBPyConnection) -> None:
+    """The analyst views (warehouse/views/*.sql); they take no parameters."""
+    for view in sorted((WAREHOUSE_SQL / "views").glob("*.sql")):
+        run_sql(con, f"views/{view.name}")
+
+
+def binarize(con: duckdb.DuckDBPyConnection, config: BinarizeConfig) -> BinarizeResult:
+    """Replace the marts in one transaction: readers never see a half-built table."""
+    params = model_params(config)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for sql_file, names in MODELS:
+            run_sql(con, sql_file, {name: params[name] for name in names})
+        create_views(con)
+        result = BinarizeResult(
+            pairs={(s, sp): n for s, sp, n in run_sql(con, "marts/count_pairs.sql").fetchall()},
+            feedback={(s, lb): n for s, lb, n in run_sql(con, "marts/count_feedback.sql").fetchall()},
+            tied_completions=run_sql(con, "intermediate/count_ties.sql").fetchone()[0],
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return result

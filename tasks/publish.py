@@ -1,0 +1,52 @@
+"""The analysts' copy of the warehouse.
+
+DuckDB lets one process write a file and no other process open it meanwhile, so
+analysts never query the live warehouse. After each write, the tables and views
+analysts use are copied into a new file and swapped in by rename: a reader keeps
+the version it opened, the next query sees the new one, and no query ever waits
+for or blocks an ingest or a training run.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+
+from tasks.binarize import create_views
+from tasks.settings import ThumbsError, thumbs_home
+from tasks.warehouse import run_sql
+
+PUBLISHED_TABLES = (
+    "feedback", "preference_pairs", "quarantine", "ingest_runs",
+    "lineage_runs", "snapshots", "checkpoints",
+)
+
+
+def published_path(home: str | Path | None = None) -> Path:
+    return thumbs_home(home) / "published" / "warehouse.duckdb"
+
+
+def publish(con: duckdb.DuckDBPyConnection, home: str | Path | None = None) -> Path:
+    """Copy the analyst tables from `con` into a new read-only copy, swapped in atomically."""
+    target = published_path(home)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = target.with_name(f".warehouse.{os.getpid()}.building.duckdb")
+    scratch.unlink(missing_ok=True)
+    try:
+        copy = duckdb.connect(str(scratch))
+        try:
+            for table in PUBLISHED_TABLES:
+                copy.from_arrow(con.table(table).to_arrow_reader(65_536)).create(table)
+            create_views(copy)
+            run_sql(copy, "marts/feedback_one_per_prompt.sql")
+            copy.execute("CHECKPOINT")
+        finally:
+            copy.close()
+        os.replace(scratch, target)
+    except OSError as exc:
+        raise ThumbsError(f"{target}: cannot publish the analysts' copy ({exc.strerror or exc})") from exc
+    finally:
+        scratch.unlink(missing_ok=True)
+        scratch.with_name(scratch.name + ".wal").unlink(missing_ok=True)
+    return target

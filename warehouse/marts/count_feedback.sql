@@ -1,0 +1,1 @@
+SELECT source, label, count(*) FROM feedback GROUP BY ALL ORDER BY ALL

@@ -1,0 +1,1 @@
+SELECT source, split, count(*) FROM preference_pairs GROUP BY ALL ORDER BY ALL
