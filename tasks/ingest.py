@@ -13,28 +13,18 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import duckdb
 import pyarrow as pa
 
 from tasks.readers import DEFAULT_MAX_ROW_BYTES, Progress, RawRow, read_rows
 from tasks.settings import ThumbsError
-from tasks.sources.base import Quarantined, RowRejected, Staged
+from tasks.sources.base import Quarantined, RowRejected, SourceBinding, Staged
 from tasks.warehouse import run_sql
 
 CHUNK_ROWS = 20_000
 QUARANTINE_RAW_LIMIT = 65_536
-
-
-@dataclass(frozen=True)
-class SourceBinding:
-    """A source ready to ingest: its warehouse name, parser and required columns."""
-
-    name: str  # 'hh', 'shp', 'oasst', 'log:<name>'
-    parse: Callable[[Mapping[str, Any]], Iterable[Staged | Quarantined]]
-    required_fields: Sequence[str] = ()
-    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.ingest import SourceBinding
+from tasks.sources.base import SourceBinding
 from tasks.settings import ThumbsError
 
 SOURCES = ("hh", "shp", "oasst", "log")

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Union
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 
 Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": str}
 
@@ -45,6 +45,16 @@ class Quarantined:
 
 Outcome = Union[Staged, Quarantined]
 Parser = Callable[[Mapping[str, Any]], Iterable[Outcome]]
+
+
+@dataclass(frozen=True)
+class SourceBinding:
+    """A source ready to ingest: its warehouse name, parser and required columns."""
+
+    name: str  # 'hh', 'shp', 'oasst', 'log:<name>'
+    parse: Parser
+    required_fields: Sequence[str] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 def content_key(*parts: Any) -> str:

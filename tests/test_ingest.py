@@ -1,0 +1,185 @@
+"""The loader on real HH rows and on every kind of bad input: each bad file gets a
+one-line error naming the file (and row) and changes nothing; each bad row is
+quarantined with its reason; rows read = loaded + duplicate + quarantined."""
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tasks.ingest import ingest_file
+from tasks.settings import ThumbsError
+from tasks.sources import bind_source
+from tasks.warehouse import connect
+
+GOOD = {"chosen": "\n\nHuman: Hi there\n\nAssistant: Hello! How can I help?",
+        "rejected": "\n\nHuman: Hi there\n\nAssistant: Go away."}
+OTHER = {"chosen": "\n\nHuman: What is 2+2?\n\nAssistant: 4.",
+         "rejected": "\n\nHuman: What is 2+2?\n\nAssistant: 5."}
+
+
+def table_counts(con) -> dict[str, int]:
+    names = ["raw.records", "staging.stg_hh__pairs", "quarantine", "ingest_runs"]
+    return {n: con.table(n).count("*").fetchall()[0][0] for n in names}
+
+
+def write_jsonl(path: Path, lines: list[bytes | str | dict]) -> Path:
+    with open(path, "wb") as fh:
+        for line in lines:
+            if isinstance(line, dict):
+                line = json.dumps(line)
+            fh.write((line.encode() if isinstance(line, str) else line) + b"\n")
+    return path
+
+
+def ingest(home: Path, path: Path, batch: str = "batch-1", **kwargs):
+    with connect(home) as con:
+        result = ingest_file(con, bind_source("hh"), path, batch, **kwargs)
+        return result, table_counts(con)
+
+
+def assert_accounted(result) -> None:
+    assert result.rows_read == result.rows_loaded + result.rows_duplicate + result.rows_quarantined
+
+
+def test_real_hh_file_loads_and_reingest_changes_nothing(home, shared_data):
+    path = shared_data / "hh-rlhf" / "helpful-base.test.jsonl.gz"
+    first, counts = ingest(home, path)
+    assert first.rows_read == 2354  # SOURCES.md
+    assert first.rows_quarantined == first.reasons.total() > 0  # 2 identical + 4 empty rejected at least
+    assert first.reasons["chosen and rejected are identical"] == 2
+    assert_accounted(first)
+    assert counts["raw.records"] == 2354
+    assert counts["staging.stg_hh__pairs"] == first.rows_loaded
+    assert counts["quarantine"] == first.rows_quarantined
+
+    again, counts_again = ingest(home, path, batch="batch-2")
+    assert again.status == "skipped" and again.previous_batch == "batch-1"
+    assert (again.rows_read, again.rows_loaded) == (0, 0)
+    assert {k: v for k, v in counts_again.items() if k != "ingest_runs"} == \
+           {k: v for k, v in counts.items() if k != "ingest_runs"}
+
+
+def test_same_rows_in_another_file_are_duplicates(home, tmp_path):
+    first, _ = ingest(home, write_jsonl(tmp_path / "a.jsonl", [GOOD, OTHER]))
+    second, counts = ingest(home, write_jsonl(tmp_path / "b.jsonl", [OTHER, GOOD, GOOD]), batch="batch-2")
+    assert (first.rows_loaded, second.rows_loaded, second.rows_duplicate) == (2, 0, 3)
+    assert counts["staging.stg_hh__pairs"] == 2
+    assert counts["raw.records"] == 5  # every row as read is kept
+
+
+def test_bad_rows_are_quarantined_with_reasons(home, tmp_path):
+    path = write_jsonl(tmp_path / "mixed.jsonl", [
+        GOOD,
+        '{"chosen": "\\n\\nHuman: hi\\n\\nAssistant: yo"',      # truncated JSON
+        b'{"chosen": "caf\xe9", "rejected": "x"}',              # latin-1 byte
+        '["a", "list"]',                                        # not an object
+        {"chosen": GOOD["chosen"]},                             # missing field in a later row
+        {"chosen": "\n\nHuman: Hi\n\nAssistant: ", "rejected": "\n\nHuman: Hi\n\nAssistant: no"},
+        {"chosen": 42, "rejected": "x"},                        # wrong type
+        "",                                                     # blank line: not a row
+        OTHER,
+    ])
+    result, counts = ingest(home, path)
+    assert_accounted(result)
+    assert (result.rows_read, result.rows_loaded, result.rows_quarantined) == (8, 2, 6)
+    with connect(home) as con:
+        rows = con.execute("SELECT row_number, reason FROM quarantine ORDER BY row_number").fetchall()
+    reasons = dict(rows)
+    assert reasons[2].startswith("invalid JSON")
+    assert reasons[3] == "not valid UTF-8 at byte 15"
+    assert reasons[4] == "expected a JSON object, got list"
+    assert reasons[5] == "missing field 'rejected'"
+    assert reasons[6] == "empty chosen reply"
+    assert reasons[7] == "field 'chosen' should be text, got int"
+    assert counts["raw.records"] == 8
+
+
+def test_giant_row_is_quarantined_not_loaded(home, tmp_path):
+    huge = {"chosen": "\n\nHuman: Q\n\nAssistant: " + "a" * 3_000_000,
+            "rejected": "\n\nHuman: Q\n\nAssistant: b"}
+    path = write_jsonl(tmp_path / "huge.jsonl", [huge, GOOD])
+    result, _ = ingest(home, path, max_row_bytes=1 << 20)
+    assert result.reasons == {"row is 3.0 MB, over the 1 MiB row limit": 1}
+    assert result.rows_loaded == 1
+    roomy, _ = ingest(home, path, batch="batch-2", max_row_bytes=8 << 20)
+    assert roomy.status == "skipped"  # same file content: the first load stands
+
+
+def file_errors(home: Path, path: Path, match: str) -> None:
+    with connect(home) as con:
+        before = table_counts(con)
+        with pytest.raises(ThumbsError, match=match) as err:
+            ingest_file(con, bind_source("hh"), path, "batch-x")
+        assert table_counts(con) == before, "a bad file must change nothing"
+    message = str(err.value)
+    assert "\n" not in message and str(path) in message
+
+
+def test_missing_file(home, tmp_path):
+    file_errors(home, tmp_path / "nope.jsonl", "no such file")
+
+
+def test_directory_is_not_a_file(home, tmp_path):
+    (tmp_path / "dir.jsonl").mkdir()
+    file_errors(home, tmp_path / "dir.jsonl", "not a regular file")
+
+
+def test_truncated_gzip_changes_nothing(home, tmp_path, shared_data):
+    whole = (shared_data / "hh-rlhf" / "harmless-base.test.jsonl.gz").read_bytes()
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(whole[: len(whole) // 2])
+    file_errors(home, cut, r"corrupt or truncated gzip after row \d+")
+
+
+def test_unknown_format(home, tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("hello\n")
+    file_errors(home, path, r"unknown format '\.txt'")
+
+
+def test_fake_parquet(home, tmp_path):
+    path = tmp_path / "fake.parquet"
+    path.write_text("not parquet at all\n")
+    file_errors(home, path, "not a Parquet file")
+
+
+def test_first_row_without_required_column_fails_the_file(home, tmp_path):
+    path = write_jsonl(tmp_path / "wrong.jsonl", [{"prompt": "p", "response": "r"}, GOOD])
+    file_errors(home, path, r"row 1: missing column 'chosen' \(the file has: prompt, response\)")
+
+
+def test_all_formats_load_the_same_rows(home, tmp_path):
+    rows = [GOOD, OTHER]
+    jsonl = write_jsonl(tmp_path / "rows.jsonl", rows)
+    gz = tmp_path / "rows.jsonl.gz"
+    with open(jsonl, "rb") as src, gzip.open(gz, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    (tmp_path / "rows.json").write_text(json.dumps(rows))
+    csv_path = tmp_path / "rows.csv"
+    pa_table = pa.Table.from_pylist(rows)
+    import pyarrow.csv as pacsv
+
+    pacsv.write_csv(pa_table, csv_path)
+    pq.write_table(pa_table, tmp_path / "rows.parquet")
+    for i, path in enumerate([jsonl, gz, tmp_path / "rows.json", csv_path, tmp_path / "rows.parquet"]):
+        result, counts = ingest(home, path, batch=f"b{i}")
+        assert result.rows_read == 2, path
+        assert result.rows_loaded + result.rows_duplicate == 2, path
+        assert counts["staging.stg_hh__pairs"] == 2, path
+
+
+def test_csv_row_with_wrong_field_count(home, tmp_path):
+    path = tmp_path / "bad.csv"
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerows([["chosen", "rejected"], [GOOD["chosen"], GOOD["rejected"]], [OTHER["chosen"]]])
+    result, _ = ingest(home, path)
+    assert result.reasons == {"row has 1 fields, the header has 2": 1}
+    assert result.rows_loaded == 1
