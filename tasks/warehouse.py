@@ -33,6 +33,11 @@ def run_sql(con: duckdb.DuckDBPyConnection, relative: str, params: dict[str, Any
     return con.execute(text, params) if params else con.execute(text)
 
 
+def query_arrow(con: duckdb.DuckDBPyConnection, relative: str, params: dict[str, Any]):
+    """The rows of one SELECT model file as an Arrow table."""
+    return con.sql(read_sql(relative), params=params).to_arrow_table()
+
+
 def _open(path: Path, read_only: bool, wait_seconds: float) -> duckdb.DuckDBPyConnection:
     # DuckDB allows one writer process per file. A second writer waits here for
     # the first to finish rather than failing a nightly run on a transient lock.
