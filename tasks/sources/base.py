@@ -58,9 +58,21 @@ class SourceBinding:
 
 
 def content_key(*parts: Any) -> str:
-    """A stable hash of JSON-serialisable parts: the identity of "the same row"."""
-    text = json.dumps(parts, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    """A stable hash of the parts: the identity of "the same row".
+
+    Text is hashed as UTF-8 behind its length (so ("ab", "c") != ("a", "bc")) and
+    a type tag; anything else as canonical JSON. Hashing JSON of long texts cost
+    more than the rest of the HH parser together.
+    """
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, str):
+            tag, data = b"s", part.encode("utf-8", "surrogatepass")
+        else:
+            tag = b"j"
+            data = json.dumps(part, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8")
+        digest.update(tag + len(data).to_bytes(8, "little") + data)
+    return digest.hexdigest()
 
 
 def require_text(record: Mapping[str, Any], field: str, *, allow_empty: bool = False) -> str:
