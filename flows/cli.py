@@ -62,14 +62,17 @@ def cmd_binarize(args: argparse.Namespace) -> int:
     from flows.binarize import binarize_flow
     from schemas.config import BinarizeConfig, load_config
 
-    result = binarize_flow(load_config(BinarizeConfig, args.config, args.overrides), home=args.home)
+    _print_binarized(binarize_flow(load_config(BinarizeConfig, args.config, args.overrides), home=args.home))
+    return 0
+
+
+def _print_binarized(result) -> None:
     _print_table("preference_pairs", ["source", "split", "pairs"],
                  [[s, sp, n] for (s, sp), n in sorted(result.pairs.items())])
     _print_table("feedback", ["source", "label", "completions"],
                  [[s, "up" if lb else "down", n] for (s, lb), n in sorted(result.feedback.items())])
     if result.tied_completions:
         print(f"{result.tied_completions} completion(s) had as many up as down votes: left out of feedback")
-    return 0
 
 
 def cmd_query(args: argparse.Namespace) -> int:
@@ -81,9 +84,19 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from flows.demo import demo
+    from flows.demo import demo_flow
+    from tasks.settings import thumbs_home
 
-    demo(home=args.home)
+    result = demo_flow(home=args.home, show_progress=True)
+    rows = [[source, len(files), *[sum(getattr(f, k) for f in files) for k in
+             ("rows_read", "rows_loaded", "rows_duplicate", "rows_quarantined")]]
+            for source, files in result.ingested.items()]
+    _print_table("ingested", ["source", "files", "read", "loaded", "duplicate", "quarantined"], rows)
+    _print_binarized(result.binarized)
+    home = thumbs_home(args.home)
+    print(f"\nwarehouse: {home / 'warehouse.duckdb'} (analysts' read-only copy: {home / 'published'})")
+    print('try:  thumbs query "select * from label_balance"')
+    print('      thumbs query "select * from quarantine_reasons"')
     return 0
 
 

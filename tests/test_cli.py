@@ -1,0 +1,141 @@
+"""The command line end to end under a real Prefect server: ingest every source,
+binarize, query; counts reconcile with the files; re-running changes nothing;
+analysts' queries cannot write."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from flows.cli import main
+from tasks.query import run_query
+from tasks.settings import PROJECT_ROOT
+
+EXAMPLES = PROJECT_ROOT / "examples"
+
+
+def query(home, sql):
+    return run_query(sql, home)[1]
+
+
+def thumbs(home, *argv) -> int:
+    return main(["--home", str(home), *argv])
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory, prefect_harness, shared_data):
+    """One warehouse with every source ingested and binarized through the CLI."""
+    home = tmp_path_factory.mktemp("cli-home")
+    hh = sorted(str(p) for p in (shared_data / "hh-rlhf").glob("*.jsonl.gz"))
+    oasst = sorted(str(p) for p in (shared_data / "oasst").glob("*.jsonl"))
+    shp = sorted(str(p) for p in (shared_data / "shp").glob("*.jsonl"))
+    commands = [
+        ["ingest", "hh", *hh],
+        ["ingest", "oasst", *oasst],
+        ["ingest", "shp", *shp],
+        ["ingest", "log", str(EXAMPLES / "support-bot.jsonl"), "--mapping", str(EXAMPLES / "support-bot.mapping.yaml")],
+        ["ingest", "log", str(EXAMPLES / "ab-test.csv"), "--mapping", str(EXAMPLES / "ab-test.mapping.yaml")],
+        ["binarize"],
+    ]
+    for argv in commands:
+        assert thumbs(home, *argv) == 0, argv
+    return home, commands
+
+
+def table_counts(home) -> dict[str, int]:
+    names = ["feedback", "preference_pairs", "quarantine"]
+    counts = {n: query(home, f"select count(*) from {n}")[0][0] for n in names}
+    counts["by_label"] = query(home, "select source, label, count(*) from feedback group by all order by all")
+    return counts
+
+
+def test_counts_reconcile_with_the_files(loaded):
+    home, _ = loaded
+    runs = query(home, "select source, sum(rows_read), sum(rows_loaded), sum(rows_duplicate), "
+                       "sum(rows_quarantined) from ingest_runs group by all order by all")
+    got = {r[0]: r[1:] for r in runs}
+    # HH (SOURCES.md): 7415 rows; 34 chosen == rejected, 8 empty replies.
+    assert got["hh"] == (7415, 7373, 0, 42)
+    # OASST: 2022 flat + 1167 tree messages; the 6 shared trees' 73 messages load once.
+    assert got["oasst"] == (3189, 3116, 73, 0)
+    assert got["shp"] == (31, 31, 0, 0)
+    # Our example logs: see examples/README.md.
+    assert got["log:support-bot"] == (200, 194, 1, 5)
+    assert got["log:ab-test"] == (60, 55, 0, 5)
+    for read, loaded_rows, duplicate, quarantined in got.values():
+        assert read == loaded_rows + duplicate + quarantined
+    assert query(home, "select count(*) from quarantine")[0][0] == sum(r[3] for r in got.values())
+    # HH thumbs: every loaded pair gives one up and one down.
+    by_label = dict(((s, lb), n) for s, lb, n in query(
+        home, "select source, label, count(*) from feedback group by all"))
+    assert by_label[("hh", True)] == by_label[("hh", False)] == 7373
+
+
+def test_splits_never_share_a_prompt(loaded):
+    home, _ = loaded
+    shared = query(home, "select count(*) from (select to_json(prompt) from feedback "
+                         "group by 1 having count(distinct split) > 1)")[0][0]
+    assert shared == 0
+    fraction = query(home, "select avg((split = 'eval')::int) from preference_pairs")[0][0]
+    assert 0.07 < fraction < 0.13  # eval_fraction defaults to 0.1
+
+
+def test_rerunning_every_ingest_changes_no_count(loaded):
+    home, commands = loaded
+    before = table_counts(home)
+    for argv in commands:
+        assert thumbs(home, *argv) == 0
+    assert table_counts(home) == before
+    statuses = query(home, "select status, count(*) from ingest_runs group by all order by all")
+    assert dict(statuses)["skipped"] == dict(statuses)["loaded"]
+
+
+def test_query_formats(loaded, capsys):
+    home, _ = loaded
+    assert thumbs(home, "query", "select source, count(*) as n from preference_pairs group by all order by all",
+                  "--format", "json") == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["source"] for r in rows} == {"hh", "oasst", "shp", "log:ab-test"}
+    assert thumbs(home, "query", "select 1 as a, 'x,y' as b", "--format", "csv") == 0
+    assert capsys.readouterr().out.splitlines() == ["a,b", '1,"x,y"']
+
+
+@pytest.mark.parametrize("statement", [
+    "insert into feedback select * from feedback",
+    "update feedback set label = not label",
+    "delete from quarantine",
+    "create table stolen as select 1",
+    "drop table feedback",
+    "attach '/tmp/other.duckdb' as other",
+    "copy feedback to '/tmp/feedback.csv'",
+    "install httpfs",
+    "set enable_external_access = true",
+    "pragma enable_profiling",
+    "select * from read_csv('/etc/passwd')",
+])
+def test_query_cannot_write(loaded, statement, capsys):
+    home, _ = loaded
+    before = query(home, "select count(*) from feedback")
+    assert thumbs(home, "query", statement) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("thumbs: error: query refused:") and "\n" not in err
+    assert query(home, "select count(*) from feedback") == before
+
+
+def test_bad_mapping_is_one_line_error(tmp_path, home, prefect_harness, capsys):
+    mapping = tmp_path / "map.yaml"
+    mapping.write_text((EXAMPLES / "support-bot.mapping.yaml").read_text().replace("rating: feedback", "rating: stars_given"))
+    code = thumbs(home, "ingest", "log", str(EXAMPLES / "support-bot.jsonl"), "--mapping", str(mapping))
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "\n" not in err
+    assert "support-bot.jsonl" in err and "row 1" in err and "stars_given" in err
+
+
+def test_missing_file_is_one_line_error(home, prefect_harness, capsys):
+    assert thumbs(home, "ingest", "hh", str(home / "missing.jsonl.gz")) == 1
+    assert capsys.readouterr().err.strip() == f"thumbs: error: {home / 'missing.jsonl.gz'}: no such file"
+
+
+def test_query_before_anything_is_published(home, capsys):
+    assert thumbs(home, "query", "select 1") == 1
+    assert "nothing published yet" in capsys.readouterr().err
