@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -165,6 +165,8 @@ def _load_rows(con, source, path, sha, batch_id, result, max_row_bytes, progress
     chunk = _Chunk(batch_id, source.name, str(path), sha)
     checked = False
     for row in read_rows(path, max_row_bytes=max_row_bytes, progress=progress):
+        if source.redact is not None:
+            row = _redacted(row, source.redact)
         chunk.add_raw(row)
         if row.error is None and not checked:
             _check_required(path, row, source.required_fields)
@@ -181,6 +183,15 @@ def _load_rows(con, source, path, sha, batch_id, result, max_row_bytes, progress
         if chunk.rows >= CHUNK_ROWS:
             chunk.flush(con, result)
     chunk.flush(con, result)
+
+
+WITHHELD = "[row withheld: it could not be parsed, so personal data in it could not be pseudonymized]"
+
+
+def _redacted(row: RawRow, redact) -> RawRow:
+    if row.record is None:
+        return replace(row, text=WITHHELD)
+    return replace(row, text=json.dumps(redact(row.record), ensure_ascii=False, default=str))
 
 
 def _outcomes(source: SourceBinding, row: RawRow) -> list[Staged | Quarantined]:

@@ -113,7 +113,7 @@ def parse_json_object(text: str) -> tuple[dict[str, Any] | None, str | None]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        return None, f"invalid JSON: {exc.msg} at column {exc.colno}"
+        return None, f"invalid JSON: {exc.msg} (column {exc.colno})"
     except RecursionError:
         return None, "invalid JSON: nested too deeply"
     if not isinstance(value, dict):

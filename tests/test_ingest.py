@@ -183,3 +183,21 @@ def test_csv_row_with_wrong_field_count(home, tmp_path):
     result, _ = ingest(home, path)
     assert result.reasons == {"row has 1 fields, the header has 2": 1}
     assert result.rows_loaded == 1
+
+
+def test_log_user_ids_never_reach_the_warehouse(home, tmp_path):
+    """raw.records and quarantine keep rows "as read", but with the user column pseudonymized;
+    a row too broken to find its user column in is withheld, not stored."""
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    log = tmp_path / "log.jsonl"
+    lines = (examples / "support-bot.jsonl").read_text().splitlines()[:20]
+    log.write_text("\n".join(lines + ['{"user": "leaky.person@example.com", "broken']) + "\n")
+    emails = {json.loads(line)["user"] for line in lines} | {"leaky.person@example.com"}
+    binding = bind_source("log", mapping=examples / "support-bot.mapping.yaml", home=home)
+    with connect(home) as con:
+        result = ingest_file(con, binding, log, "batch-1")
+        stored = con.execute("SELECT record FROM raw.records UNION ALL SELECT raw FROM quarantine").fetchall()
+    assert result.rows_read == 21 and result.reasons["invalid JSON: Unterminated string starting at (column 38)"] == 1
+    text = "\n".join(r[0] for r in stored)
+    assert not [e for e in emails if e in text]
+    assert text.count('"user": "u_') >= 19  # pseudonyms stand where the ids were

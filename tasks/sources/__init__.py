@@ -31,8 +31,9 @@ def bind_source(source: str, *, mapping: str | Path | None = None, home: str | P
         from tasks.sources import log
 
         spec = load_mapping(mapping)
+        key = load_key(home)
         return SourceBinding(
-            f"log:{spec.name}", log.make_parser(spec, load_key(home)), tuple(required_columns(spec)),
-            {"mapping": str(mapping)},
+            f"log:{spec.name}", log.make_parser(spec, key), tuple(required_columns(spec)),
+            {"mapping": str(mapping)}, redact=log.make_redactor(spec, key),
         )
     raise ThumbsError(f"unknown source '{source}' (use one of: {', '.join(SOURCES)})")

@@ -55,6 +55,9 @@ class SourceBinding:
     parse: Parser
     required_fields: Sequence[str] = ()
     options: Mapping[str, Any] = field(default_factory=dict)
+    # For sources carrying personal data: the record as it may be stored in
+    # raw.records and quarantine. Rows that cannot be parsed are then withheld.
+    redact: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
 
 
 def content_key(*parts: Any) -> str:

@@ -28,7 +28,7 @@ import json
 import math
 import re
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from schemas.mapping import Mapping as LogMapping
 from tasks.pseudonym import pseudonymize
@@ -60,6 +60,23 @@ def make_parser(mapping: LogMapping, key: bytes) -> Parser:
         return [_rating(mapping, key, record)]
 
     return parse
+
+
+def make_redactor(mapping: LogMapping, key: bytes) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    """The record as stored in raw.records and quarantine: the user column pseudonymized.
+
+    design.md: user identifiers are pseudonymized before they reach the
+    warehouse, and "as read" copies are part of the warehouse too.
+    """
+    column = mapping.columns.user_id
+
+    def redact(record: Mapping[str, Any]) -> dict[str, Any]:
+        stored = dict(record)
+        if column is not None and column in stored and not _blank(stored[column]):
+            stored[column] = pseudonymize(str(stored[column]).strip(), key)
+        return stored
+
+    return redact
 
 
 def _rating(mapping: LogMapping, key: bytes, record: Mapping[str, Any]) -> Staged:
