@@ -11,8 +11,9 @@ from tasks.warehouse import run_sql
 
 # The DAG of SQL models, in dependency order, with the parameters each binds.
 MODELS: list[tuple[str, tuple[str, ...]]] = [
-    ("intermediate/int_oasst__pairs.sql", ("include_synthetic",)),
-    ("intermediate/int_oasst__ratings.sql", ("include_synthetic", "thumbs_rule")),
+    ("intermediate/int_oasst__ranked_pairs.sql", ("include_synthetic",)),
+    ("intermediate/int_oasst__pairs.sql", ()),
+    ("intermediate/int_oasst__ratings.sql", ("thumbs_rule",)),
     ("intermediate/int_pairs.sql", ("shp_min_score_ratio",)),
     ("marts/preference_pairs.sql", ("eval_fraction",)),
     ("intermediate/int_votes.sql", ()),

@@ -17,6 +17,17 @@ from tasks.warehouse import connect, run_sql
 
 PAIRS = "intermediate/int_oasst__pairs.sql"
 RATINGS = "intermediate/int_oasst__ratings.sql"
+RANKED = "intermediate/int_oasst__ranked_pairs.sql"
+
+
+def build_pairs(con, include_synthetic: bool) -> None:
+    run_sql(con, RANKED, {"include_synthetic": include_synthetic})
+    run_sql(con, PAIRS)
+
+
+def build_ratings(con, include_synthetic: bool, rule: str) -> None:
+    run_sql(con, RANKED, {"include_synthetic": include_synthetic})
+    run_sql(con, RATINGS, {"thumbs_rule": rule})
 
 
 def msg(message_id: str, parent_id: str | None, role: str, content: str, rank: int | None = None,
@@ -158,7 +169,7 @@ def warehouse(home):
 @pytest.mark.parametrize("include_synthetic, want", [
     (False, PAIRS_WITHOUT_SYNTHETIC), (True, PAIRS_WITH_SYNTHETIC)])
 def test_pairs(warehouse, include_synthetic, want):
-    run_sql(warehouse, PAIRS, {"include_synthetic": include_synthetic})
+    build_pairs(warehouse, include_synthetic)
     columns = warehouse.execute("DESCRIBE int_oasst__pairs").fetchall()
     assert [(c[0], c[1]) for c in columns] == [
         ("source", "VARCHAR"), ("prompt", 'STRUCT("role" VARCHAR, "content" VARCHAR)[]'),
@@ -170,7 +181,7 @@ def test_pairs(warehouse, include_synthetic, want):
 
 @pytest.mark.parametrize("rule, include_synthetic", sorted(THUMBS))
 def test_ratings(warehouse, rule, include_synthetic):
-    run_sql(warehouse, RATINGS, {"include_synthetic": include_synthetic, "thumbs_rule": rule})
+    build_ratings(warehouse, include_synthetic, rule)
     columns = warehouse.execute("DESCRIBE int_oasst__ratings").fetchall()
     assert [c[0] for c in columns] == [
         "source", "prompt", "completion", "label", "pair_chosen", "pair_rejected", "batch_id"]
@@ -181,8 +192,8 @@ def test_ratings(warehouse, rule, include_synthetic):
 @pytest.mark.parametrize("include_synthetic", [False, True])
 def test_every_thumb_points_at_a_pair(warehouse, rule, include_synthetic):
     # The two models repeat their CTEs; this keeps them from drifting apart.
-    run_sql(warehouse, PAIRS, {"include_synthetic": include_synthetic})
-    run_sql(warehouse, RATINGS, {"include_synthetic": include_synthetic, "thumbs_rule": rule})
+    build_pairs(warehouse, include_synthetic)
+    build_ratings(warehouse, include_synthetic, rule)
     orphaned = warehouse.execute(
         "SELECT count(*) FROM int_oasst__ratings AS r ANTI JOIN int_oasst__pairs AS p "
         "ON p.prompt = r.prompt AND p.chosen = r.pair_chosen AND p.rejected = r.pair_rejected"
@@ -203,16 +214,16 @@ def test_batch_is_the_latest_run_not_the_largest_id(home, prompt_batch, worst_ba
             "INSERT INTO ingest_runs (batch_id, source, file, file_sha256, started_at, status) VALUES "
             "('zz-earlier', 'oasst', 'a.jsonl', 'sha-a', TIMESTAMP '2024-01-01 00:00', 'loaded'),"
             "('aa-later', 'oasst', 'b.jsonl', 'sha-b', TIMESTAMP '2024-01-02 00:00', 'loaded')")
-        run_sql(con, PAIRS, {"include_synthetic": False})
+        build_pairs(con, False)
         assert rows_of(con, "int_oasst__pairs") == {((("user", "Q"),), "R-best", "R-worst", None, "aa-later")}
-        run_sql(con, RATINGS, {"include_synthetic": False, "thumbs_rule": "best_worst"})
+        build_ratings(con, False, "best_worst")
         assert {row[-1] for row in rows_of(con, "int_oasst__ratings")} == {"aa-later"}
 
 
 @pytest.mark.parametrize("rule", ["best", "", None])
 def test_unknown_thumbs_rule_fails_loudly(warehouse, rule):
     with pytest.raises(duckdb.InvalidInputException, match="thumbs_rule must be best_worst or best_rest"):
-        run_sql(warehouse, RATINGS, {"include_synthetic": False, "thumbs_rule": rule})
+        build_ratings(warehouse, False, rule)
 
 
 # --- the real validation file ---------------------------------------------------------
@@ -229,12 +240,12 @@ def staged_rows(path: Path, batch_id: str) -> list[dict[str, Any]]:
 
 
 def pair_count(con: duckdb.DuckDBPyConnection, include_synthetic: bool = False) -> int:
-    run_sql(con, PAIRS, {"include_synthetic": include_synthetic})
+    build_pairs(con, include_synthetic)
     return con.execute("SELECT count(*) FROM int_oasst__pairs").fetchall()[0][0]
 
 
 def thumb_counts(con: duckdb.DuckDBPyConnection, rule: str) -> dict[bool, int]:
-    run_sql(con, RATINGS, {"include_synthetic": False, "thumbs_rule": rule})
+    build_ratings(con, False, rule)
     return dict(con.execute("SELECT label, count(*) FROM int_oasst__ratings GROUP BY label").fetchall())
 
 
