@@ -1,0 +1,66 @@
+"""The training configuration: one flat set of plain values, overridable as `key=value`.
+
+Defaults are a CPU demo that finishes in minutes on SmolLM2-135M; a GPU run
+raises `steps`, `batch_size` and `max_length`. Load with
+`schemas.config.load_config(TrainConfig, yaml_path, ["steps=100", ...])`.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Algo = Literal["kto", "dpo", "ipo", "slic", "sft", "csft"]
+
+# Fields that change how a run executes but not what it learns: a run may be
+# resumed with different values of these (e.g. on another device).
+RUNTIME_FIELDS = frozenset({"device", "save_every", "eval_every", "eval_batches", "reference_batch_size"})
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    algo: Algo = "kto"
+    model: str = Field("smollm2-135m", description="a preset (smollm2-135m, tiny-llama) or a local model directory")
+    reference: str | None = Field(None, description="reference model; None = the same as `model`")
+
+    # Optimisation. batch_size counts examples (a KTO row, a DPO pair) per forward;
+    # an optimizer step sees batch_size * grad_accum of them.
+    steps: int = Field(30, ge=1)
+    batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    max_length: int = Field(512, ge=8, description="prompt + completion tokens per sequence")
+    lr: float = Field(5e-6, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_steps: int = Field(3, ge=0)
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine decays to lr * min_lr_ratio")
+    max_grad_norm: float = Field(1.0, gt=0)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    packing: bool = Field(False, description="one padding-free row per forward instead of a padded batch")
+
+    # Data.
+    sources: list[str] | None = Field(None, description="None = every source in the warehouse")
+    max_rows: int | None = Field(None, ge=2, description="train on a seeded subset of this many rows")
+    one_per_prompt: bool = Field(False, description="KTO: one completion per prompt (the paper's 1-y-per-x)")
+
+    # Losses.
+    beta: float = Field(0.1, gt=0)
+    lambda_d: float | None = Field(None, gt=0, description="KTO; None = from the label counts (kto_lambdas)")
+    lambda_u: float | None = Field(None, gt=0, description="KTO; None = from the label counts (kto_lambdas)")
+    label_smoothing: float = Field(0.0, ge=0, le=0.5, description="DPO: conservative-DPO label noise")
+
+    # Evaluation and state.
+    eval_every: int = Field(0, ge=0, description="steps between evals on the eval split; 0 = only at the end")
+    eval_batches: int = Field(4, ge=0, description="batches of the eval split per eval; 0 = no eval")
+    save_every: int = Field(25, ge=0, description="steps between resumable states; 0 = never")
+    reference_batch_size: int = Field(16, ge=1, description="sequences per reference forward when caching")
+
+    @model_validator(mode="after")
+    def _check(self) -> "TrainConfig":
+        if self.algo == "kto" and self.batch_size < 2:
+            raise ValueError("batch_size: KTO needs >= 2 examples per batch for its KL reference point")
+        if self.one_per_prompt and self.algo not in ("kto", "sft", "csft"):
+            raise ValueError(f"one_per_prompt: only for algorithms trained on thumbs, not {self.algo}")
+        return self
+

@@ -1,0 +1,215 @@
+"""What a training run leaves on disk, and how it is written so a crash never leaves half of it.
+
+- The final checkpoint: THUMBS_HOME/checkpoints/<checkpoint_id>/, loadable by
+  AutoModelForCausalLM.from_pretrained (safetensors, config, tokenizer) plus
+  manifest.json: everything needed to say where the weights came from.
+- The run directory: THUMBS_HOME/runs/<run_id>/ with run.json (config and
+  fingerprint), metrics.jsonl, trainer.log, and state.pt, the resumable
+  training state rewritten every `save_every` steps.
+
+Both are written beside their final name and renamed into place: a reader, a
+resumed run or a nightly job never sees a partial checkpoint or state.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import torch
+
+from schemas.train import RUNTIME_FIELDS, TrainConfig
+from tasks.lineage import dataset
+from tasks.settings import ThumbsError, thumbs_home
+from tasks.warehouse import run_sql
+
+MANIFEST = "manifest.json"
+STATE = "state.pt"
+RUN_INFO = "run.json"
+RESULT = "result.json"
+METRICS = "metrics.jsonl"
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_checkpoint_id(algo: str, now: datetime | None = None) -> str:
+    """`<algo>-<UTC yyyymmddThhmmss>-<6 hex>`: sorts by time, and two runs finishing
+    in the same second still get different ids."""
+    return f"{algo}-{(now or utc_now()):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+
+
+def checkpoints_dir(home: str | Path | None = None) -> Path:
+    return thumbs_home(home) / "checkpoints"
+
+
+def runs_dir(home: str | Path | None = None) -> Path:
+    return thumbs_home(home) / "runs"
+
+
+def _fsync_tree(root: Path) -> None:
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+    _fsync_dir(root)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_checkpoint(model, tokenizer, manifest: dict[str, Any], home: str | Path | None = None) -> Path:
+    """Weights, tokenizer and manifest into checkpoints/<id>/, all or nothing."""
+    final = checkpoints_dir(home) / manifest["checkpoint_id"]
+    if final.exists():
+        raise ThumbsError(f"{final}: a checkpoint with this id already exists")
+    scratch = final.with_name(f".{final.name}.{os.getpid()}.partial")
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    try:
+        model.save_pretrained(scratch, safe_serialization=True)
+        tokenizer.save_pretrained(scratch)
+        (scratch / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+        _fsync_tree(scratch)  # the bytes are on disk before the name says "complete"
+        os.rename(scratch, final)
+        _fsync_dir(final.parent)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return final
+
+
+def read_manifest(checkpoint_dir: str | Path) -> dict[str, Any]:
+    path = Path(checkpoint_dir) / MANIFEST
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ThumbsError(f"{path}: not a thumbs checkpoint manifest ({exc})") from exc
+
+
+def parent_checkpoint_of(model_dir: Path) -> str | None:
+    """A run that starts from a thumbs checkpoint names it as its parent."""
+    manifest = model_dir / MANIFEST
+    if manifest.is_file():
+        return json.loads(manifest.read_text()).get("checkpoint_id")
+    return None
+
+
+def build_manifest(*, checkpoint_id: str, run_id: str, config: TrainConfig, hyperparameters: dict[str, Any],
+                   base_model: dict[str, Any], reference_model: dict[str, Any] | None, snapshot,
+                   rows_trained: int, code_version: str, metrics: dict[str, Any], training: dict[str, Any],
+                   parent_checkpoint: str | None) -> dict[str, Any]:
+    """The manifest (design.md, Checkpoint): flat keys a script can read without a schema."""
+    return {
+        "manifest_version": 1,
+        "checkpoint_id": checkpoint_id,
+        "created_at": utc_now().isoformat(),
+        "run_id": run_id,
+        "algo": config.algo,
+        "hyperparameters": hyperparameters,
+        "base_model": base_model,  # name, path, weights_sha256
+        "reference_model": reference_model,  # None for reference-free algorithms (SFT, CSFT, SLiC)
+        "snapshot_id": snapshot.snapshot_id,
+        "snapshot_kind": snapshot.kind,
+        "snapshot_path": str(snapshot.path),
+        "snapshot_files": dict(snapshot.files),  # file name -> sha256
+        "snapshot_row_counts": snapshot.row_counts,  # per split: rows, by_source, per label
+        "rows_trained": rows_trained,
+        "code_version": code_version,
+        "metrics": metrics,
+        "training": training,
+        "parent_checkpoint": parent_checkpoint,
+    }
+
+
+def record_checkpoint(con: duckdb.DuckDBPyConnection, manifest: dict[str, Any], path: Path,
+                      run_id: str | None = None) -> None:
+    """One row in `checkpoints`, the table analysts join to lineage_runs and snapshots."""
+    run_sql(con, "lineage/record_checkpoint.sql", {
+        "checkpoint_id": manifest["checkpoint_id"], "run_id": run_id or manifest["run_id"],
+        "algo": manifest["algo"], "base_model": manifest["base_model"]["name"],
+        "snapshot_id": manifest["snapshot_id"], "path": str(path),
+        "metrics": json.dumps(manifest["metrics"]), "parent_checkpoint": manifest["parent_checkpoint"],
+        "created_at": datetime.fromisoformat(manifest["created_at"]).astimezone(timezone.utc).replace(tzinfo=None),
+    })
+
+
+def snapshot_dataset(snapshot) -> dict[str, Any]:
+    """The snapshot as an OpenLineage input dataset."""
+    return dataset(f"snapshots/{snapshot.snapshot_id}", kind=snapshot.kind, path=str(snapshot.path),
+                   files=dict(snapshot.files), rowCounts=snapshot.row_counts)
+
+
+def checkpoint_dataset(manifest: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The checkpoint as an OpenLineage output dataset."""
+    return dataset(f"checkpoints/{manifest['checkpoint_id']}", path=str(path), algo=manifest["algo"],
+                   baseModel=manifest["base_model"], metrics=manifest["metrics"])
+
+
+# --- the resumable run state -------------------------------------------------------------
+
+def run_fingerprint(config: TrainConfig, snapshot_id: str) -> str:
+    """What must be equal for a stored state to continue this run: every setting
+    that changes what is learned (not e.g. the device), and the snapshot."""
+    learning = {k: v for k, v in config.model_dump().items() if k not in RUNTIME_FIELDS}
+    text = json.dumps({"config": learning, "snapshot_id": snapshot_id}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def save_state(run_dir: Path, state: dict[str, Any]) -> Path:
+    """torch.save to a temporary file, fsync, rename over the previous state."""
+    target = run_dir / STATE
+    tmp = run_dir / f".{STATE}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def load_state(run_dir: Path, fingerprint: str) -> dict[str, Any] | None:
+    path = run_dir / STATE
+    if not path.exists():
+        return None
+    # Our own file, holding optimizer state and RNG states (numpy-free): full unpickling.
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("fingerprint") != fingerprint:
+        raise ThumbsError(f"{path}: this state belongs to a run with another config or snapshot "
+                          "(fingerprints differ); start a new run instead of resuming")
+    return state
+
+
+def find_resumable(fingerprint: str, home: str | Path | None = None) -> Path | None:
+    """The most recent unfinished run directory with this fingerprint and a saved state."""
+    candidates = []
+    root = runs_dir(home)
+    for info_file in root.glob(f"*/{RUN_INFO}") if root.is_dir() else []:
+        run_dir = info_file.parent
+        try:
+            info = json.loads(info_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if info.get("fingerprint") == fingerprint and (run_dir / STATE).exists() and not (run_dir / RESULT).exists():
+            candidates.append(((run_dir / STATE).stat().st_mtime, run_dir))
+    return max(candidates)[1] if candidates else None
+
+
+def write_json_atomically(path: Path, payload: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(payload, indent=1, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)

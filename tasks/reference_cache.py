@@ -1,0 +1,156 @@
+"""Reference log-probs, computed once and kept on disk.
+
+The reference model is frozen, so log πref(y|x) of a sequence never changes:
+computing it once per (reference weights, snapshot, tokenization) and reading it
+back saves a forward per step and, more importantly, keeps the reference model
+out of memory while the policy trains (it is loaded, run over every sequence the
+run will need, and freed before the policy is loaded).
+
+A cache file is THUMBS_HOME/cache/reference/<key>.pt, the key a hash of
+- the reference weights' sha256 and the compute precision (bf16 on CUDA differs
+  from float32 in the last digits),
+- the snapshot_id (which rows, with which text),
+- the tokenization: max_length, a digest of the tokenizer (vocabulary, chat
+  template) and the text format (plain, or CSFT's control tokens).
+Inside, entries are keyed per sequence: "<prompt row_id>:<reply row_id>:<field>".
+The batch plan (seed, batch_size, steps) therefore does not need to be part of
+the key: it only decides WHICH sequences a run needs, KTO's mismatched KL rows
+among them, and a run whose plan asks for sequences the file lacks computes just
+those and adds them. A second run with the same plan loads no model at all.
+"""
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+
+import torch
+
+from tasks.batching import Encoded, pad
+from tasks.logprobs import sequence_logps
+from tasks.models import autocast_context, load_policy
+from tasks.settings import ThumbsError, thumbs_home
+
+FORMAT_VERSION = 1
+
+# How many times a reference model was loaded in this process: tests assert a
+# cache hit loads none.
+REFERENCE_LOADS = 0
+
+
+@dataclass(frozen=True)
+class CacheResult:
+    logps: dict[str, float]  # sequence key -> summed completion log-prob under the reference
+    key: str
+    path: Path
+    computed: int  # sequences computed by this call (0 = a full hit, no model loaded)
+
+
+def precision_of(device: torch.device) -> str:
+    """The dtype reference forwards run in on `device` (mirrors models.autocast_context)."""
+    return "bf16-autocast" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
+
+
+def tokenizer_digest(tokenizer) -> str:
+    """Identifies a tokenization by what it does (vocabulary, special tokens, chat
+    template), not by how its files are formatted, which differs between a base
+    model and a checkpoint re-saved from it."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
+    digest.update(json.dumps(tokenizer.all_special_tokens).encode())
+    digest.update((tokenizer.chat_template or "").encode())
+    return digest.hexdigest()[:16]
+
+
+def cache_key(*, reference_sha256: str, snapshot_id: str, max_length: int, tokenizer: str, text_format: str,
+              precision: str) -> tuple[str, dict]:
+    material = {"format": FORMAT_VERSION, "reference_sha256": reference_sha256, "snapshot_id": snapshot_id,
+                "max_length": max_length, "tokenizer": tokenizer, "text_format": text_format,
+                "precision": precision}
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:20], material
+
+
+def cache_path(key: str, home: str | Path | None = None) -> Path:
+    return thumbs_home(home) / "cache" / "reference" / f"{key}.pt"
+
+
+def _read(path: Path, material: dict) -> dict[str, float]:
+    if not path.exists():
+        return {}
+    try:
+        stored = torch.load(path, weights_only=True)
+    except Exception as exc:  # a corrupt or foreign file is recomputed, never trusted
+        print(f"warning: {path}: unreadable reference cache, recomputing ({exc})", flush=True)
+        return {}
+    if stored.get("material") != material:
+        return {}
+    return dict(stored["logps"])
+
+
+def _write_atomically(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)  # readers see the old file or the new one, never half of one
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _compute(reference_dir: Path, sequences: Mapping[str, Encoded], *, device: torch.device, batch_size: int,
+             pad_token_id: int, on_batch: Callable[[int, int], None] | None) -> dict[str, float]:
+    global REFERENCE_LOADS
+    REFERENCE_LOADS += 1
+    model = load_policy(reference_dir, device)
+    model.eval()
+    model.requires_grad_(False)
+    # Longest first and in length order: batches hold similar lengths (little padding),
+    # and an out-of-memory error shows up on the first batch, not after an hour.
+    keys = sorted(sequences, key=lambda k: (-len(sequences[k].input_ids), k))
+    logps: dict[str, float] = {}
+    try:
+        with torch.no_grad():
+            for start in range(0, len(keys), batch_size):
+                chunk = keys[start: start + batch_size]
+                batch = pad([sequences[k] for k in chunk], pad_token_id).to(device)
+                with autocast_context(device):
+                    summed, _ = sequence_logps(model, batch)
+                logps.update(zip(chunk, summed.float().cpu().tolist()))
+                if on_batch:
+                    on_batch(min(start + batch_size, len(keys)), len(keys))
+    finally:
+        # Freed here, before the caller loads the policy: the two never share memory.
+        del model
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return logps
+
+
+def reference_logps(sequences: Mapping[str, Encoded], *, reference_dir: Path, key: str, material: dict,
+                    device: torch.device, batch_size: int, pad_token_id: int, home: str | Path | None = None,
+                    on_batch: Callable[[int, int], None] | None = None) -> CacheResult:
+    """log πref for every sequence in `sequences`, from the cache where present.
+
+    Missing sequences are computed with the reference model (loaded only then),
+    added to the cache file, and the file rewritten atomically.
+    """
+    path = cache_path(key, home)
+    cached = _read(path, material)
+    missing = {k: enc for k, enc in sequences.items() if k not in cached}
+    if missing:
+        cached.update(_compute(reference_dir, missing, device=device, batch_size=batch_size,
+                               pad_token_id=pad_token_id, on_batch=on_batch))
+        _write_atomically(path, {"material": material, "logps": cached})
+    bad = [k for k in sequences if not torch.isfinite(torch.tensor(cached[k]))]
+    if bad:
+        raise ThumbsError(f"{reference_dir}: the reference model gives a non-finite log-prob for {len(bad)} "
+                          f"sequence(s), e.g. {bad[0]}: check the reference weights")
+    return CacheResult({k: cached[k] for k in sequences}, key, path, len(missing))
