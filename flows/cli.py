@@ -15,6 +15,7 @@ EPILOG = """examples:
   thumbs ingest hh data/hh-rlhf/*.jsonl.gz
   thumbs ingest log examples/support-bot.jsonl --mapping examples/support-bot.mapping.yaml
   thumbs binarize eval_fraction=0.05
+  thumbs train --algo kto model=smollm2-135m steps=30
   thumbs query "select source, label, count(*) from feedback group by all order by all"
   thumbs demo
 """
@@ -75,6 +76,19 @@ def _print_binarized(result) -> None:
         print(f"{result.tied_completions} completion(s) had as many up as down votes: left out of feedback")
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from flows.train import train_flow
+
+    result = train_flow(args.algo, args.config, args.overrides, home=args.home, resume=args.resume,
+                        show_progress=True)
+    metrics = result["metrics"]
+    _print_table(f"trained {args.algo}: {result['checkpoint_id']}", ["metric", "value"],
+                 [[k, f"{v:.4f}" if isinstance(v, float) else v] for k, v in sorted(metrics.items())])
+    print(f"checkpoint: {result['path']}  (snapshot {result['snapshot_id']})")
+    print(f"load it:    AutoModelForCausalLM.from_pretrained({result['path']!r})")
+    return 0
+
+
 def cmd_query(args: argparse.Namespace) -> int:
     from tasks.query import render, run_query
 
@@ -85,18 +99,69 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from flows.demo import demo_flow
+
+    _print_nightly(demo_flow(home=args.home, show_progress=True), args.home)
+    return 0
+
+
+def cmd_nightly(args: argparse.Namespace) -> int:
+    from flows.nightly import nightly_flow
+    from schemas.nightly import GateConfig
+
+    gate = GateConfig(accuracy_tolerance=args.accuracy_tolerance, max_kl=args.max_kl)
+    report = nightly_flow(args.sources, algo=args.algo, config_path=args.config, overrides=args.overrides,
+                          gate_config=gate, force=args.force, home=args.home, show_progress=True)
+    _print_nightly(report, args.home)
+    return 0
+
+
+def _print_nightly(report, home) -> None:
     from tasks.settings import thumbs_home
 
-    result = demo_flow(home=args.home, show_progress=True)
-    rows = [[source, len(files), *[sum(getattr(f, k) for f in files) for k in
-             ("rows_read", "rows_loaded", "rows_duplicate", "rows_quarantined")]]
-            for source, files in result.ingested.items()]
-    _print_table("ingested", ["source", "files", "read", "loaded", "duplicate", "quarantined"], rows)
-    _print_binarized(result.binarized)
-    home = thumbs_home(args.home)
-    print(f"\nwarehouse: {home / 'warehouse.duckdb'} (analysts' read-only copy: {home / 'published'})")
-    print('try:  thumbs query "select * from label_balance"')
-    print('      thumbs query "select * from quarantine_reasons"')
+    home = thumbs_home(home)
+    print(f"new data: {len(report.files_loaded)} file(s), {report.rows_loaded} rows loaded, "
+          f"{report.rows_quarantined} quarantined; {report.files_skipped} file(s) already seen")
+    if report.skipped_training:
+        print(f"training skipped: {report.skipped_training}")
+    if report.checkpoint_id:
+        metrics = {k: v for k, v in report.metrics.items() if isinstance(v, (int, float))}
+        champion = report.champion_metrics or {}
+        _print_table(f"checkpoint {report.checkpoint_id}", ["metric", "new", "champion before"],
+                     [[k, f"{v:.4f}", f"{champion[k]:.4f}" if isinstance(champion.get(k), (int, float)) else "—"]
+                      for k, v in sorted(metrics.items())])
+        print(f"{'PROMOTED to champion' if report.promoted else 'NOT promoted'}: {report.decision}")
+        print(f"checkpoint: {report.checkpoint_path}")
+    print(f"champion:   {home / 'checkpoints' / 'champion'} (loads with from_pretrained)")
+    print(f"warehouse:  {home / 'warehouse.duckdb'} (analysts: thumbs query \"select * from label_balance\")")
+    print(f"plots:      {', '.join(report.plots) or '—'}")
+    print("runs:       thumbs runs; thumbs lineage <checkpoint>; the Prefect UI (prefect server start) shows "
+          "each run's report artifact")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from flows.evaluate import evaluate_flow
+
+    result = evaluate_flow(args.checkpoint, home=args.home)
+    _print_table(f"evaluation of {result['checkpoint_id']}", ["metric", "value"],
+                 [[k, f"{v:.4f}" if isinstance(v, float) else v] for k, v in sorted(result["metrics"].items())])
+    for plot in result.get("plots", []):
+        print(f"plot: {plot}")
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from tasks.history import recent_checkpoints, recent_runs
+
+    _print_table("recent runs", ["run_id", "flow", "started_at", "status"], recent_runs(args.home, args.limit))
+    _print_table("checkpoints", ["checkpoint_id", "algo", "snapshot_id", "created_at", "champion", "eval accuracy"],
+                 recent_checkpoints(args.home, args.limit))
+    return 0
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    from tasks.history import lineage_lines
+
+    print("\n".join(lineage_lines(args.checkpoint, args.home)))
     return 0
 
 
@@ -122,10 +187,43 @@ def build_parser() -> argparse.ArgumentParser:
                           help="eval_fraction, shp_min_score_ratio, oasst_thumbs, oasst_include_synthetic")
     binarize.set_defaults(run=cmd_binarize)
 
+    train = verbs.add_parser("train", help="train a policy from a snapshot of the warehouse")
+    train.add_argument("--algo", required=True, choices=["kto", "dpo", "ipo", "slic", "sft", "csft"])
+    train.add_argument("--config", help="YAML file of training options")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the last interrupted run with the same config and snapshot")
+    train.add_argument("overrides", nargs="*", metavar="key=value",
+                       help="model, reference, steps, batch_size, max_length, lr, beta, seed, device, sources, ...")
+    train.set_defaults(run=cmd_train)
+
     query = verbs.add_parser("query", help="read-only SQL over the feedback tables")
     query.add_argument("sql")
     query.add_argument("--format", choices=["table", "csv", "json"], default="table")
     query.set_defaults(run=cmd_query)
+
+    nightly = verbs.add_parser("nightly", help="the whole DAG: ingest what is new, binarize, snapshot, train, "
+                                                 "evaluate, promote")
+    nightly.add_argument("--sources", required=True, help="sources.yaml: the files to watch, per source")
+    nightly.add_argument("--algo", default="kto", choices=["kto", "dpo", "ipo", "slic", "sft", "csft"])
+    nightly.add_argument("--config", help="YAML file of training options")
+    nightly.add_argument("--force", action="store_true", help="train even when nothing new arrived")
+    nightly.add_argument("--accuracy-tolerance", type=float, default=0.02,
+                         help="promote only if eval reward accuracy >= the champion's minus this")
+    nightly.add_argument("--max-kl", type=float, default=25.0, help="promote only if KL to the reference is below")
+    nightly.add_argument("overrides", nargs="*", metavar="key=value", help="training options, as for `train`")
+    nightly.set_defaults(run=cmd_nightly)
+
+    evaluate = verbs.add_parser("evaluate", help="metrics of a checkpoint on the eval split")
+    evaluate.add_argument("checkpoint", help="a checkpoint id or directory")
+    evaluate.set_defaults(run=cmd_evaluate)
+
+    runs = verbs.add_parser("runs", help="recent flow runs and checkpoints")
+    runs.add_argument("--limit", type=int, default=15)
+    runs.set_defaults(run=cmd_runs)
+
+    lineage = verbs.add_parser("lineage", help="a checkpoint's chain back to its source files")
+    lineage.add_argument("checkpoint", help="a checkpoint id, or `champion`")
+    lineage.set_defaults(run=cmd_lineage)
 
     demo = verbs.add_parser("demo", help="the whole pipeline on the shipped data, on CPU")
     demo.set_defaults(run=cmd_demo)

@@ -19,7 +19,7 @@ from tasks.warehouse import run_sql
 
 PUBLISHED_TABLES = (
     "feedback", "preference_pairs", "quarantine", "ingest_runs",
-    "lineage_runs", "snapshots", "checkpoints",
+    "lineage_runs", "snapshots", "checkpoints", "promotions",
 )
 
 

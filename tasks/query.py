@@ -4,8 +4,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import duckdb
 
@@ -23,7 +24,9 @@ LOCKED_DOWN = {
 FORMATS = ("table", "csv", "json")
 
 
-def run_query(sql: str, home: str | Path | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+@contextmanager
+def published_connection(home: str | Path | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A locked-down read-only connection to the analysts' copy."""
     path = published_path(home)
     if not path.exists():
         raise ThumbsError(f"{path}: nothing published yet; run `thumbs ingest` or `thumbs demo` first")
@@ -32,6 +35,18 @@ def run_query(sql: str, home: str | Path | None = None) -> tuple[list[str], list
     except duckdb.Error as exc:
         raise ThumbsError(f"{path}: cannot open the published warehouse ({exc})") from exc
     try:
+        yield con
+    finally:
+        con.close()
+
+
+def run_query(sql: str, home: str | Path | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+    with published_connection(home) as con:
+        return _fetch(con, sql)
+
+
+def _fetch(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    try:
         cursor = con.execute(sql)
         if cursor.description is None:
             return [], []
@@ -39,8 +54,6 @@ def run_query(sql: str, home: str | Path | None = None) -> tuple[list[str], list
     except duckdb.Error as exc:
         message = str(exc).splitlines()[0]
         raise ThumbsError(f"query refused: {message}") from exc
-    finally:
-        con.close()
 
 
 def _plain(value: Any) -> Any:

@@ -38,3 +38,32 @@ def binarize_markdown(config: BinarizeConfig, result: BinarizeResult) -> str:
         "# binarize", f"config: `{config.model_dump()}`", "## preference_pairs", pairs, "## feedback", thumbs,
         f"tied completions (as many up as down votes, left out): {result.tied_completions}",
     ])
+
+
+def nightly_markdown(report) -> str:
+    """The nightly run's report: what was new, what trained, promoted or not and why."""
+    lines = [f"# nightly run `{report.run_id}`"]
+    if report.failed_step:
+        lines.append(f"**FAILED at step `{report.failed_step}`**: {report.error}\n\n"
+                     "The warehouse is as the last finished step left it; the champion is unchanged.")
+    lines.append("## new data")
+    lines.append(f"{len(report.files_loaded)} new file(s), {report.rows_loaded} rows loaded, "
+                 f"{report.rows_quarantined} quarantined; {report.files_skipped} file(s) already seen.")
+    lines += [f"- `{f}`" for f in report.files_loaded]
+    lines.append("## training")
+    if report.skipped_training:
+        lines.append(f"skipped: {report.skipped_training}")
+    elif report.trained:
+        lines.append(f"checkpoint `{report.checkpoint_id}` from snapshot `{report.snapshot_id}`")
+    if report.metrics:
+        names = sorted(k for k, v in report.metrics.items() if isinstance(v, (int, float)))
+        champion = report.champion_metrics or {}
+        lines.append(_table(["metric", "new", f"champion {report.champion_before or '(none)'}"],
+                            [[n, f"{report.metrics[n]:.4f}",
+                              f"{champion[n]:.4f}" if isinstance(champion.get(n), (int, float)) else "—"]
+                             for n in names]))
+        lines += [f"![curve]({p})" for p in report.plots]
+    if report.decision is not None:
+        lines.append("## promotion")
+        lines.append(f"**{'promoted to champion' if report.promoted else 'not promoted'}**: {report.decision}")
+    return "\n\n".join(lines)

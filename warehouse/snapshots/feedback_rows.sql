@@ -1,7 +1,7 @@
 -- Rows of a KTO/SFT snapshot: rated completions of the chosen sources.
 -- $sources: NULL for all, else names like 'hh' or 'log' (matching every 'log:<name>')
 -- or 'log:support-bot'. $one_per_prompt: KTO's "one y per x" setting.
-SELECT feedback_id AS row_id, source, prompt, completion, label, pair_id, split
+SELECT feedback_id AS row_id, batch_id, source, prompt, completion, label, pair_id, split
 FROM feedback
 WHERE ($sources IS NULL OR EXISTS (
           SELECT 1 FROM unnest(CAST($sources AS VARCHAR[])) AS wanted(name)

@@ -1,0 +1,70 @@
+"""What a nightly run reads: the sources to watch and the promotion gate."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from schemas.config import BinarizeConfig
+from tasks.settings import ThumbsError
+
+
+class WatchedSource(BaseModel):
+    """One source and the files (paths or globs) to pick new data up from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: Literal["hh", "shp", "oasst", "log"]
+    paths: list[str] = Field(min_length=1)
+    mapping: str | None = None
+
+    @model_validator(mode="after")
+    def _mapping_for_logs(self) -> "WatchedSource":
+        if (self.source == "log") != (self.mapping is not None):
+            raise ValueError("a `log` source needs `mapping`, and only a log source takes one")
+        return self
+
+
+class SourcesFile(BaseModel):
+    """sources.yaml: relative paths are relative to the file itself."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sources: list[WatchedSource] = Field(min_length=1)
+    binarize: BinarizeConfig = BinarizeConfig()
+
+
+class GateConfig(BaseModel):
+    """When a new checkpoint may replace the champion."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # The new checkpoint's eval reward accuracy may trail the champion's by at most this.
+    accuracy_tolerance: float = Field(0.02, ge=0, le=1)
+    # Monte-Carlo KL to the reference, in nats per completion: a policy drifting
+    # further than this is rejected however well it ranks pairs.
+    max_kl: float = Field(25.0, gt=0)
+
+
+def load_sources(path: str | Path) -> SourcesFile:
+    path = Path(path)
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ThumbsError(f"{path}: cannot read the sources file ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise ThumbsError(f"{path}: invalid YAML ({exc})") from exc
+    try:
+        sources = SourcesFile.model_validate(loaded)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "sources"
+        raise ThumbsError(f"{path}: {where}: {first['msg']}") from exc
+    base = path.resolve().parent
+    for entry in sources.sources:
+        entry.paths = [p if Path(p).is_absolute() else str(base / p) for p in entry.paths]
+        if entry.mapping and not Path(entry.mapping).is_absolute():
+            entry.mapping = str(base / entry.mapping)
+    return sources

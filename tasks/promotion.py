@@ -1,0 +1,91 @@
+"""The evaluation gate and the `champion` alias.
+
+A new checkpoint replaces the champion only if it ranks eval pairs about as well
+(accuracy within a tolerance) and has not drifted too far from the reference
+(KL bound). Every decision is recorded, promoted or not, with its evidence; a
+rejected checkpoint stays on disk and in `checkpoints`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from schemas.nightly import GateConfig
+from tasks.settings import thumbs_home
+from tasks.warehouse import run_sql
+
+CHAMPION_ALIAS = "champion"
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    passed: bool
+    reason: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+def gate(candidate: dict[str, float], champion: dict[str, float] | None, config: GateConfig) -> GateDecision:
+    """Decide on eval metrics alone (names from tasks.evaluation)."""
+    accuracy = candidate.get("eval_reward_accuracy")
+    kl = candidate.get("kl_to_reference")
+    evidence = {"candidate": candidate, "champion": champion, "gate": config.model_dump()}
+    if accuracy is None or kl is None or not (math.isfinite(accuracy) and math.isfinite(kl)):
+        return GateDecision(False, "evaluation gave no finite reward accuracy and KL", evidence)
+    if kl > config.max_kl:
+        return GateDecision(False, f"KL to reference {kl:.3f} exceeds the bound {config.max_kl:g}", evidence)
+    if champion is None:
+        return GateDecision(True, f"no champion yet; KL {kl:.3f} within {config.max_kl:g}", evidence)
+    floor = champion["eval_reward_accuracy"] - config.accuracy_tolerance
+    if accuracy < floor:
+        return GateDecision(
+            False, f"eval reward accuracy {accuracy:.4f} below the champion's "
+                   f"{champion['eval_reward_accuracy']:.4f} minus tolerance {config.accuracy_tolerance:g}", evidence)
+    return GateDecision(
+        True, f"eval reward accuracy {accuracy:.4f} >= champion's {champion['eval_reward_accuracy']:.4f} "
+              f"minus {config.accuracy_tolerance:g}; KL {kl:.3f} within {config.max_kl:g}", evidence)
+
+
+def current_champion(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
+    row = run_sql(con, "promotion/champion.sql").fetchall()
+    if not row:
+        return None
+    checkpoint_id, path, snapshot_id, metrics, algo = row[0]
+    return {"checkpoint_id": checkpoint_id, "path": path, "snapshot_id": snapshot_id,
+            "metrics": json.loads(metrics) if metrics else {}, "algo": algo}
+
+
+def record_decision(con: duckdb.DuckDBPyConnection, checkpoint_id: str, run_id: str | None,
+                    decision: GateDecision, previous_champion: str | None) -> None:
+    con.execute("BEGIN TRANSACTION")
+    try:
+        run_sql(con, "promotion/record_decision.sql", {
+            "checkpoint_id": checkpoint_id, "run_id": run_id, "promoted": decision.passed,
+            "previous_champion": previous_champion, "reason": decision.reason,
+            "evidence": json.dumps(decision.evidence, default=str)})
+        if decision.passed:
+            run_sql(con, "promotion/mark_promoted.sql", {"checkpoint_id": checkpoint_id})
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def point_champion_alias(checkpoint_path: str | Path, home: str | Path | None = None) -> Path:
+    """THUMBS_HOME/checkpoints/champion -> the checkpoint, replaced atomically.
+
+    Serving code loads `from_pretrained(".../checkpoints/champion")` and never sees
+    a half-switched alias: a new symlink is made beside the old and renamed over it.
+    """
+    alias = thumbs_home(home) / "checkpoints" / CHAMPION_ALIAS
+    alias.parent.mkdir(parents=True, exist_ok=True)
+    fresh = alias.with_name(f".{CHAMPION_ALIAS}.{os.getpid()}")
+    fresh.unlink(missing_ok=True)
+    os.symlink(Path(checkpoint_path).resolve(), fresh)
+    os.replace(fresh, alias)
+    return alias

@@ -1,0 +1,5 @@
+-- The ingest runs that loaded a snapshot's rows, with their files.
+SELECT batch_id, source, file, file_sha256, rows_loaded, strftime(finished_at, '%Y-%m-%d %H:%M:%S')
+FROM ingest_runs
+WHERE status = 'loaded' AND list_contains(CAST($batch_ids AS VARCHAR[]), batch_id)
+ORDER BY finished_at, file

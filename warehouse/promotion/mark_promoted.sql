@@ -1,0 +1,1 @@
+UPDATE checkpoints SET promoted = true WHERE checkpoint_id = $checkpoint_id
