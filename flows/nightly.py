@@ -24,7 +24,7 @@ from tasks.publish import publish
 from tasks.promotion import current_champion, gate, point_champion_alias, record_decision
 from tasks.reports import nightly_markdown
 from tasks.settings import ThumbsError, thumbs_home
-from tasks.warehouse import connect
+from tasks.warehouse import connect, run_sql
 
 
 @dataclass
@@ -67,10 +67,29 @@ def promote_task(checkpoint: dict[str, Any], candidate: dict[str, float], champi
     return decision
 
 
+@task(name="train-on-deployment", cache_policy=NO_CACHE)
+def train_on_deployment(deployment: str, algo: str, config_path: str | None, overrides: list[str],
+                        home: str) -> dict[str, Any]:
+    """Run training as a deployment (e.g. on the gpu pool) and wait for its checkpoint."""
+    from prefect.deployments import run_deployment
+
+    run = run_deployment(deployment, parameters={"algo": algo, "config_path": config_path, "overrides": overrides,
+                                                 "home": home, "resume": True}, timeout=None)
+    if not run.state or not run.state.is_completed():
+        raise ThumbsError(f"training deployment {deployment} ended {run.state.name if run.state else 'unknown'} "
+                          f"(flow run {run.id})")
+    with connect(home) as con:
+        rows = run_sql(con, "promotion/checkpoint_of_run.sql", {"run_id": str(run.id)}).fetchall()
+    if not rows:
+        raise ThumbsError(f"training deployment {deployment} finished but recorded no checkpoint (flow run {run.id})")
+    return {"checkpoint_id": rows[0][0], "path": rows[0][1]}
+
+
 @flow(name="nightly")
 def nightly_flow(sources_file: str, algo: str = "kto", config_path: str | None = None,
                  overrides: Sequence[str] = (), gate_config: GateConfig | None = None, force: bool = False,
-                 home: str | None = None, show_progress: bool = False) -> NightlyReport:
+                 train_deployment: str | None = None, home: str | None = None,
+                 show_progress: bool = False) -> NightlyReport:
     home = str(thumbs_home(home))
     gate_config = gate_config or GateConfig()
     sources = load_sources(sources_file)
@@ -104,8 +123,11 @@ def nightly_flow(sources_file: str, algo: str = "kto", config_path: str | None =
                                            f"{champion['checkpoint_id']} was trained on: nothing new to learn")
             else:
                 step = "train"
-                trained = train_flow(algo, config_path, list(overrides), home=home, resume=True,
-                                     show_progress=show_progress)
+                if train_deployment:
+                    trained = train_on_deployment(train_deployment, algo, config_path, list(overrides), home)
+                else:
+                    trained = train_flow(algo, config_path, list(overrides), home=home, resume=True,
+                                         show_progress=show_progress)
                 report.trained = True
                 report.checkpoint_id, report.checkpoint_path = trained["checkpoint_id"], trained["path"]
                 step = "evaluate"
