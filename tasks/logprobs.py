@@ -1,0 +1,116 @@
+"""Summed log-probs of completions, without full-vocabulary logits for the whole batch.
+
+log π(y|x) = Σ_t log softmax(W h_t)[y_{t+1}] over completion tokens only. The naive
+path materializes [B, L, V] float32 logits (49152 vocab x 512 tokens x 8 sequences
+= 800 MB) and autograd keeps them, and their log-softmax, for the backward. Here the
+decoder's hidden states are gathered at completion positions only, then sent through
+lm_head CHUNK positions at a time; each chunk runs under activation checkpointing,
+so the backward recomputes that chunk's logits instead of keeping every chunk's.
+Peak extra memory: one chunk's logits, chunk_size x V x 4 bytes (x3 for softmax
+and gradients), whatever the batch.
+"""
+from __future__ import annotations
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+from tasks.batching import PackedBatch, PaddedBatch
+
+DEFAULT_CHUNK_SIZE = 512
+
+
+def decoder_hidden_states(model, batch: PaddedBatch | PackedBatch) -> torch.Tensor:
+    """Final hidden states [B, L, H] (after the last norm), without calling lm_head.
+
+    use_cache=False matters for packed batches: with a KV cache, transformers skips its
+    position_ids-based sequence separation and tokens attend across sequences.
+    """
+    decoder = model.get_decoder()
+    if isinstance(batch, PackedBatch):
+        out = decoder(input_ids=batch.input_ids, position_ids=batch.position_ids,
+                      attention_mask=None, use_cache=False)
+    else:
+        out = decoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
+    return out.last_hidden_state
+
+
+def _targets(batch: PaddedBatch | PackedBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(positions predicting a completion token [N, 2] as (row, col) of hidden states,
+    the token each predicts [N], and the sequence it belongs to [N])."""
+    # Position t predicts token t+1. In a packed row the last token of one sequence
+    # "predicts" the next sequence's first token, but that is a prompt token (first
+    # tokens are always prompt tokens: batching._check), so it is never selected.
+    scored = batch.completion_mask[:, 1:]
+    rows, cols = scored.nonzero(as_tuple=True)
+    tokens = batch.input_ids[:, 1:][rows, cols]
+    if isinstance(batch, PackedBatch):
+        sequence = batch.sequence_index[:, 1:][rows, cols]
+    else:
+        sequence = rows
+    return torch.stack([rows, cols]), tokens, sequence
+
+
+def _chunk_logps(lm_head: torch.nn.Module, hidden: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    # float32 for the normalizer even under bf16 autocast: a 49152-way logsumexp in
+    # bf16 loses the small differences between policy and reference.
+    logits = lm_head(hidden)
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
+    return logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+
+
+def sequence_logps(
+    model,
+    batch: PaddedBatch | PackedBatch,
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    checkpoint_chunks: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(summed completion log-probs [n_seq], completion token counts [n_seq] long).
+
+    Log-probs are float32 (float64 for a float64 model). The model must be
+    Llama-like: get_decoder() returns the final-normed hidden states and lm_head is
+    the whole head (no logit scaling or soft-capping, as Gemma 2 or Cohere add).
+
+    Gradients flow to the model's parameters when grad is enabled; under
+    torch.no_grad() (reference model) no chunk is checkpointed or kept.
+    """
+    for knob in ("final_logit_softcapping", "logit_scale"):
+        if getattr(model.config, knob, None):
+            raise NotImplementedError(f"{type(model).__name__} post-processes its logits ({knob}); "
+                                      "sequence_logps would skip that")
+    hidden = decoder_hidden_states(model, batch)
+    (rows, cols), tokens, sequence = _targets(batch)
+    selected = hidden[rows, cols]  # [N, H]: completion positions only
+    lm_head = model.get_output_embeddings()
+    pieces = []
+    for start in range(0, selected.shape[0], chunk_size):
+        h, y = selected[start: start + chunk_size], tokens[start: start + chunk_size]
+        if checkpoint_chunks and torch.is_grad_enabled() and h.requires_grad:
+            pieces.append(checkpoint(_chunk_logps, lm_head, h, y, use_reentrant=False))
+        else:
+            pieces.append(_chunk_logps(lm_head, h, y))
+    token_logps = torch.cat(pieces) if pieces else hidden.new_zeros(0, dtype=torch.float32)
+    n_seq = batch.n_sequences
+    summed = torch.zeros(n_seq, dtype=token_logps.dtype, device=hidden.device).index_add(0, sequence, token_logps)
+    counts = torch.zeros(n_seq, dtype=torch.long, device=hidden.device).index_add(
+        0, sequence, torch.ones_like(sequence))
+    return summed, counts
+
+
+def naive_sequence_logps(model, batch: PaddedBatch | PackedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference implementation: full logits -> log_softmax -> gather -> masked sum.
+    Kept for tests and memory comparisons; do not train with it."""
+    if isinstance(batch, PackedBatch):
+        logits = model(input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False).logits
+        sequence = batch.sequence_index[:, 1:]
+    else:
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
+        sequence = torch.arange(batch.n_sequences, device=logits.device)[:, None].expand_as(batch.input_ids[:, 1:])
+    logps = logits[:, :-1].log_softmax(-1).gather(-1, batch.input_ids[:, 1:, None]).squeeze(-1)
+    mask = batch.completion_mask[:, 1:]
+    summed = torch.zeros(batch.n_sequences, dtype=logps.dtype, device=logits.device)
+    summed = summed.index_add(0, sequence[mask], logps[mask])
+    counts = torch.zeros(batch.n_sequences, dtype=torch.long, device=logits.device).index_add(
+        0, sequence[mask], torch.ones_like(sequence[mask]))
+    return summed, counts
