@@ -18,7 +18,7 @@ from flows.evaluate import evaluate_flow
 from flows.ingest import ingest_flow
 from flows.train import snapshot_task, train_config, train_flow
 from schemas.nightly import GateConfig, load_sources
-from tasks.lineage import finish_run, new_run_id, start_run
+from tasks.lineage import finish_run, mark_interrupted, new_run_id, start_run
 from tasks.locks import exclusive_run
 from tasks.publish import publish
 from tasks.promotion import current_champion, gate, point_champion_alias, record_decision
@@ -99,6 +99,7 @@ def nightly_flow(sources_file: str, algo: str = "kto", config_path: str | None =
     step = "lock"
     with exclusive_run("nightly", home):
         with connect(home) as con:
+            mark_interrupted(con, "nightly")
             start_run(con, "nightly", {"sources_file": sources_file, "train": config.model_dump(),
                                        "gate": gate_config.model_dump(), "force": force}, run_id)
         try:

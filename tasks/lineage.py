@@ -48,6 +48,11 @@ def start_run(con: duckdb.DuckDBPyConnection, flow: str, config: dict[str, Any],
     return run_id
 
 
+def mark_interrupted(con: duckdb.DuckDBPyConnection, flow: str) -> None:
+    """Only call while holding the flow's run lock: then no other run of it is alive."""
+    run_sql(con, "lineage/mark_interrupted.sql", {"flow": flow, "now": _now()})
+
+
 def finish_run(con: duckdb.DuckDBPyConnection, run_id: str, status: str) -> None:
     run_sql(con, "lineage/finish_run.sql", {"finished_at": _now(), "status": status, "run_id": run_id})
 
