@@ -1,0 +1,278 @@
+"""Evaluation of a checkpoint on the eval split: what the nightly gate compares.
+
+Metric names are a contract (the gate in tasks/promotion.py and analysts reading
+`checkpoints.metrics->'eval'` rely on them); add new ones, never rename:
+
+- eval_reward_accuracy: over the first `max_pairs` eval pairs of a `pairs`
+  snapshot (by row_id), the fraction with r(x, y_chosen) > r(x, y_rejected), where
+  r(x, y) = β·(log πθ(y|x) − log πref(y|x)) summed over completion tokens (the
+  end-of-turn token included, as in training) and β is the checkpoint's. Ties count
+  as wrong, so the reference model itself scores ~0, not 0.5.
+- eval_reward_margin: mean of r_chosen − r_rejected over those pairs.
+- eval_rewards_chosen, eval_rewards_rejected: mean r of each side; eval_pairs: how many.
+- kl_to_reference: Monte-Carlo KL(πθ ‖ πref) in nats per completion: the mean over
+  samples y ~ πθ(·|x) of Σ_t [log πθ(y_t|x, y<t) − log πref(y_t|x, y<t)], with
+  `kl_samples` replies sampled per prompt at temperature 1 with no top-k/top-p
+  (transformers defaults to top_k=50, which would sample from another distribution
+  and bias the estimate), each prompt seeded by (seed, its position) so a prompt's
+  samples do not depend on which other prompts are evaluated. Greedy replies would
+  be the policy's mode, not a sample, and bias it too. Replies stop at the
+  end-of-turn token or after `max_new_tokens`: the estimate is the exact KL of
+  that truncated reply distribution. Unbiased but noisy, and a single value can be
+  negative: kl_to_reference_stderr is its standard error; kl_samples the count.
+- mean_generated_length: mean tokens of the greedy reply (end-of-turn token
+  excluded) to the first `generation_prompts` distinct eval prompts (by row_id);
+  generation_truncated_fraction: the share that hit `max_new_tokens` unfinished.
+- eval_wall_time_s: seconds this evaluation took.
+
+Two evaluations are comparable only when `same_protocol` says so: the same eval
+snapshot id and the same settings (pairs, prompts, tokens, samples, seed, max_length).
+
+Memory: the policy is loaded, scores the pairs, generates and scores its own
+samples, and is freed; only then does the reference run, and only over what the
+reference cache lacks (tasks/reference_cache.py: the eval pairs are keyed as the
+trainer keys them, so a DPO run's cache on the same snapshot is reused; samples are
+keyed by their token ids). So at most one model is in memory at any time.
+"""
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+
+from schemas.train import TrainConfig
+from tasks import reference_cache
+from tasks.batching import ChatEncoder, Encoded, pad, truncate
+from tasks.checkpoints import MANIFEST, read_manifest
+from tasks.logprobs import sequence_logps
+from tasks.models import autocast_context, load_policy, load_tokenizer, pick_device, resolve_model, weights_sha256
+from tasks.settings import ThumbsError
+from tasks.snapshots import Snapshot
+
+METRIC_NAMES = (
+    "eval_reward_accuracy", "eval_reward_margin", "eval_rewards_chosen", "eval_rewards_rejected", "eval_pairs",
+    "kl_to_reference", "kl_to_reference_stderr", "kl_samples", "mean_generated_length",
+    "generation_truncated_fraction", "generation_prompts", "eval_wall_time_s",
+)
+# CPU-sized defaults: SmolLM2-135M evaluates in about a minute beside a nightly training run.
+DEFAULTS = {"max_pairs": 64, "generation_prompts": 8, "max_new_tokens": 48, "kl_samples": 4, "seed": 0}
+Progress = Callable[[str], None]
+
+
+# --- what is evaluated, against what -------------------------------------------------------
+
+def checkpoint_info(checkpoint_dir: Path) -> dict[str, Any]:
+    """The manifest; for a plain model directory (a base model), a stand-in that makes
+    the model its own reference, so its evaluation is the baseline (KL 0, rewards 0)."""
+    if (checkpoint_dir / MANIFEST).is_file():
+        return read_manifest(checkpoint_dir)
+    defaults = TrainConfig.model_fields
+    return {"checkpoint_id": checkpoint_dir.name, "algo": None, "reference_model": None,
+            "base_model": {"name": str(checkpoint_dir), "path": str(checkpoint_dir)},
+            "hyperparameters": {"beta": defaults["beta"].default, "max_length": defaults["max_length"].default,
+                                "reference_batch_size": defaults["reference_batch_size"].default, "sources": None}}
+
+
+def reference_of(info: dict[str, Any], checkpoint_dir: Path) -> tuple[Path, str | None]:
+    """(reference directory, the weights sha256 training used or None). Reference-free
+    algorithms (SFT, CSFT, SLiC) are measured against the model they started from."""
+    if info["algo"] is None:
+        return checkpoint_dir, None
+    used = info.get("reference_model") or info["base_model"]
+    path = Path(used.get("path") or "")
+    if not (path / "config.json").is_file():  # moved model cache: a preset name still resolves
+        path = resolve_model(used["name"])
+    return path, used.get("weights_sha256")
+
+
+# --- the fixed eval subsets -----------------------------------------------------------------
+
+def eval_pairs(snapshot: Snapshot, max_pairs: int) -> list[dict[str, Any]]:
+    """The first `max_pairs` eval pairs by row_id: every checkpoint meets the same ones."""
+    if snapshot.kind != "pairs":
+        raise ThumbsError(f"{snapshot.path}: a {snapshot.kind} snapshot; evaluation needs a pairs snapshot")
+    rows = sorted(snapshot.split("eval").to_pylist(), key=lambda r: r["row_id"])
+    if not rows:
+        raise ThumbsError(f"{snapshot.path}: the eval split has no pairs; binarize with a larger eval_fraction")
+    return rows[:max_pairs]
+
+
+def eval_prompts(snapshot: Snapshot, count: int) -> list[list[dict]]:
+    """The first `count` distinct eval prompts by row_id."""
+    prompts, seen = [], set()
+    for row in sorted(snapshot.split("eval").to_pylist(), key=lambda r: r["row_id"]):
+        key = json.dumps(row["prompt"], sort_keys=True)
+        if key not in seen and len(prompts) < count:
+            seen.add(key)
+            prompts.append(row["prompt"])
+    return prompts
+
+
+# --- scoring and sampling -------------------------------------------------------------------
+
+def score_sequences(model, sequences: Mapping[str, Encoded], *, device: torch.device, batch_size: int,
+                    pad_token_id: int) -> dict[str, float]:
+    """Summed completion log-probs, batched in the order the reference cache uses
+    (longest first, then key), so policy and reference see the same padded batches
+    whenever they score the same set: a model scored against itself then gives 0 exactly."""
+    keys = sorted(sequences, key=lambda k: (-len(sequences[k].input_ids), k))
+    logps: dict[str, float] = {}
+    with torch.no_grad():
+        for start in range(0, len(keys), batch_size):
+            chunk = keys[start: start + batch_size]
+            with autocast_context(device):
+                summed, _ = sequence_logps(model, pad([sequences[k] for k in chunk], pad_token_id).to(device))
+            logps.update(zip(chunk, summed.float().cpu().tolist()))
+    return logps
+
+
+def generate(model, prompt: list[int], *, device: torch.device, max_new_tokens: int, eos_token_id: int,
+             samples: int = 0, seed: int = 0) -> list[list[int]]:
+    """Greedy (samples=0: one reply) or `samples` replies drawn from the model's own
+    distribution; each reply's tokens up to and including the end-of-turn token."""
+    sampling = dict(do_sample=True, temperature=1.0, top_k=0, top_p=1.0, num_return_sequences=samples) \
+        if samples else dict(do_sample=False)
+    input_ids = torch.tensor([prompt], dtype=torch.long, device=device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
+        torch.manual_seed(seed)  # one prompt, no padding: its replies depend on nothing else
+        with autocast_context(device):
+            out = model.generate(input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=max_new_tokens,
+                                 eos_token_id=eos_token_id, pad_token_id=eos_token_id, **sampling)
+    replies = []
+    for row in out[:, len(prompt):].tolist():
+        replies.append(row[: row.index(eos_token_id) + 1] if eos_token_id in row else row)
+    return replies
+
+
+def sample_key(encoded: Encoded) -> str:
+    """Cache key of a sampled sequence: its tokens say everything the reference needs."""
+    digest = hashlib.sha256(json.dumps([encoded.prompt_length, encoded.input_ids]).encode()).hexdigest()
+    return f"sample:{digest[:32]}"
+
+
+def pair_metrics(chosen: list[float], rejected: list[float]) -> dict[str, float]:
+    """chosen/rejected: β-scaled implicit rewards, one per pair."""
+    n = len(chosen)
+    return {"eval_reward_accuracy": sum(c > r for c, r in zip(chosen, rejected)) / n,
+            "eval_reward_margin": sum(c - r for c, r in zip(chosen, rejected)) / n,
+            "eval_rewards_chosen": sum(chosen) / n, "eval_rewards_rejected": sum(rejected) / n,
+            "eval_pairs": n}
+
+
+def kl_estimate(policy_logps: list[float], reference_logps: list[float]) -> tuple[float, float]:
+    """(mean of log πθ(y|x) − log πref(y|x) over y ~ πθ, its standard error)."""
+    diffs = [p - r for p, r in zip(policy_logps, reference_logps)]
+    mean = sum(diffs) / len(diffs)
+    variance = sum((d - mean) ** 2 for d in diffs) / max(1, len(diffs) - 1)
+    return mean, math.sqrt(variance / len(diffs))
+
+
+# --- the evaluation -------------------------------------------------------------------------
+
+def evaluate_checkpoint(checkpoint_dir: str | Path, *, home: str | Path | None, eval_snapshot: Snapshot,
+                        max_pairs: int = DEFAULTS["max_pairs"],
+                        generation_prompts: int = DEFAULTS["generation_prompts"],
+                        max_new_tokens: int = DEFAULTS["max_new_tokens"], kl_samples: int = DEFAULTS["kl_samples"],
+                        seed: int = DEFAULTS["seed"], device: str = "auto", batch_size: int | None = None,
+                        max_length: int | None = None, progress: Progress | None = None) -> dict[str, Any]:
+    """{checkpoint_id, metrics (METRIC_NAMES), eval_snapshot_id, settings, reference, generations}.
+
+    max_length defaults to the checkpoint's training max_length; set it to evaluate a base
+    model on the same truncation as a checkpoint trained from it."""
+    say = progress or (lambda message: None)
+    started = time.perf_counter()
+    checkpoint_dir = Path(checkpoint_dir)
+    info = checkpoint_info(checkpoint_dir)
+    hyper = info["hyperparameters"]
+    beta, max_length = float(hyper["beta"]), int(max_length or hyper["max_length"])
+    batch_size = batch_size or int(hyper.get("reference_batch_size") or 16)
+    if min(max_pairs, generation_prompts, max_new_tokens, kl_samples, batch_size) < 1:
+        raise ThumbsError("max_pairs, generation_prompts, max_new_tokens, kl_samples, batch_size: must be >= 1")
+    target = pick_device(device)
+    reference_dir, trained_sha = reference_of(info, checkpoint_dir)
+    reference_sha = weights_sha256(reference_dir)
+    if trained_sha and reference_sha != trained_sha:
+        raise ThumbsError(f"{reference_dir}: the reference weights changed since {info['checkpoint_id']} was "
+                          "trained (sha256 differs from its manifest); KL and rewards would measure another model")
+
+    tokenizer = load_tokenizer(checkpoint_dir)
+    encoder = ChatEncoder(tokenizer, max_length)
+    pairs = eval_pairs(eval_snapshot, max_pairs)
+    pair_seqs = {f"{row['row_id']}:{row['row_id']}:{side}": encoder.encode(row["prompt"], row[side])
+                 for row in pairs for side in ("chosen", "rejected")}
+    prompt_messages = eval_prompts(eval_snapshot, generation_prompts)
+    prompts = [truncate(encoder.prompt_ids(p), [], max(1, max_length - max_new_tokens)).input_ids
+               for p in prompt_messages]
+    eos = tokenizer.eos_token_id
+
+    say(f"policy: {len(pair_seqs)} pair sequences, {len(prompts)} prompts x (1 greedy + {kl_samples} samples)")
+    model = load_policy(checkpoint_dir, target)
+    model.eval()
+    model.requires_grad_(False)
+    try:
+        greedy = [generate(model, p, device=target, max_new_tokens=max_new_tokens, eos_token_id=eos)[0]
+                  for p in prompts]
+        sampled = [Encoded(p + reply, len(p)) for i, p in enumerate(prompts)
+                   for reply in generate(model, p, device=target, max_new_tokens=max_new_tokens, eos_token_id=eos,
+                                         samples=kl_samples, seed=seed * 1_000_003 + i)]
+        sample_keys = [sample_key(s) for s in sampled]
+        needed = {**pair_seqs, **dict(zip(sample_keys, sampled))}
+        policy = score_sequences(model, needed, device=target, batch_size=batch_size,
+                                 pad_token_id=tokenizer.pad_token_id)
+    finally:
+        del model  # freed before the reference is loaded: never two models at once
+        gc.collect()
+        if target.type == "cuda":
+            torch.cuda.empty_cache()
+
+    say("reference log-probs (cached where known)")
+    key, material = reference_cache.cache_key(
+        reference_sha256=reference_sha, snapshot_id=eval_snapshot.snapshot_id, max_length=max_length,
+        tokenizer=reference_cache.tokenizer_digest(tokenizer), text_format="plain",
+        precision=reference_cache.precision_of(target))
+    cached = reference_cache.reference_logps(needed, reference_dir=reference_dir, key=key, material=material,
+                                             device=target, batch_size=batch_size,
+                                             pad_token_id=tokenizer.pad_token_id, home=home)
+    reference = cached.logps
+
+    def reward(k: str) -> float:
+        return beta * (policy[k] - reference[k])
+
+    metrics: dict[str, Any] = pair_metrics([reward(f"{r['row_id']}:{r['row_id']}:chosen") for r in pairs],
+                                           [reward(f"{r['row_id']}:{r['row_id']}:rejected") for r in pairs])
+    kl, kl_stderr = kl_estimate([policy[k] for k in sample_keys], [reference[k] for k in sample_keys])
+    lengths = [len(reply) - (reply[-1:] == [eos]) for reply in greedy]
+    metrics.update(kl_to_reference=kl, kl_to_reference_stderr=kl_stderr, kl_samples=len(sample_keys),
+                   mean_generated_length=sum(lengths) / len(lengths),
+                   generation_truncated_fraction=sum(reply[-1:] != [eos] for reply in greedy) / len(greedy),
+                   generation_prompts=len(prompts), eval_wall_time_s=time.perf_counter() - started)
+    bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+    if bad:
+        raise ThumbsError(f"{checkpoint_dir}: evaluation gave non-finite {', '.join(bad)}; check the weights")
+    return {
+        "checkpoint_id": info["checkpoint_id"], "checkpoint_path": str(checkpoint_dir), "metrics": metrics,
+        "eval_snapshot_id": eval_snapshot.snapshot_id,
+        "settings": {"max_pairs": max_pairs, "generation_prompts": generation_prompts, "max_new_tokens": max_new_tokens,
+                     "kl_samples": kl_samples, "seed": seed, "beta": beta, "max_length": max_length},
+        "reference": {"path": str(reference_dir), "weights_sha256": reference_sha, "cache_key": key,
+                      "computed": cached.computed},
+        "generations": [{"prompt": messages[-1]["content"], "reply": tokenizer.decode(reply, skip_special_tokens=True)}
+                        for messages, reply in zip(prompt_messages, greedy)],
+    }
+
+
+def same_protocol(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two evaluations (evaluate_checkpoint results, or the `eval` entries
+    recorded in checkpoints.metrics) measured the same pairs and prompts the same way.
+    β is not compared: it belongs to each checkpoint."""
+    fields = ("max_pairs", "generation_prompts", "max_new_tokens", "kl_samples", "seed", "max_length")
+    settings_a, settings_b = a.get("settings") or {}, b.get("settings") or {}
+    if a.get("eval_snapshot_id") is None or a.get("eval_snapshot_id") != b.get("eval_snapshot_id"):
+        return False
+    return all(settings_a.get(f) == settings_b.get(f) for f in fields)
