@@ -9,7 +9,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from tasks.settings import ThumbsError
+from tasks.settings import ThumbsError, first_line
 
 EPILOG = """examples:
   thumbs ingest hh data/hh-rlhf/*.jsonl.gz
@@ -243,6 +243,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("thumbs: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        # A full disk, a read-only THUMBS_HOME, a warehouse error: still one line for
+        # the person (the traceback with -v). Anything else is a bug: let it show.
+        import duckdb
+
+        if args.verbose or not isinstance(exc, (OSError, duckdb.Error)):
+            raise
+        print(f"thumbs: error: {type(exc).__name__}: {first_line(exc)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

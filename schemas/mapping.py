@@ -13,6 +13,7 @@ because a mapping is written by hand and read by the person who wrote it.
 from __future__ import annotations
 
 import difflib
+import reprlib
 import re
 from pathlib import Path
 from typing import Annotated, Iterable, Literal, Optional
@@ -21,6 +22,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
 
 from tasks.settings import ThumbsError
+
+# Quote what the author wrote, but briefly: a YAML alias bomb expands to gigabytes.
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 1, 3, 3, 40, 40
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]*")
 RATED_COLUMNS = ("completion", "rating")
@@ -166,7 +171,8 @@ def load_mapping(path: str | Path) -> Mapping:
     try:
         return Mapping.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(dict.fromkeys(_describe(error) for error in exc.errors()))
+        found = list(dict.fromkeys(_describe(error) for error in exc.errors()))
+        problems = "; ".join(found[:3]) + (f"; and {len(found) - 3} more" if len(found) > 3 else "")
         raise ThumbsError(f"{path}: {problems}") from None
 
 
@@ -191,7 +197,7 @@ def _describe(error) -> str:
         return f"missing key '{where}'"
     if kind == "value_error":
         return str(error["ctx"]["error"])
-    return f"{where}: {error['msg'].lower()}, got {error['input']!r}" if where else error["msg"]
+    return f"{where}: {error['msg'].lower()}, got {_SHORT.repr(error['input'])}" if where else error["msg"]
 
 
 def _known_keys(parent: tuple) -> list[str]:

@@ -7,7 +7,7 @@ import duckdb
 
 from schemas.config import BinarizeConfig
 from tasks.settings import WAREHOUSE_SQL
-from tasks.warehouse import run_sql
+from tasks.warehouse import rollback, run_sql
 
 # The DAG of SQL models, in dependency order, with the parameters each binds.
 MODELS: list[tuple[str, tuple[str, ...]]] = [
@@ -59,6 +59,6 @@ def binarize(con: duckdb.DuckDBPyConnection, config: BinarizeConfig) -> Binarize
         )
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        rollback(con)
         raise
     return result

@@ -19,9 +19,9 @@ import duckdb
 import pyarrow as pa
 
 from tasks.readers import DEFAULT_MAX_ROW_BYTES, Progress, RawRow, read_rows
-from tasks.settings import ThumbsError
+from tasks.settings import ThumbsError, first_line
 from tasks.sources.base import Quarantined, RowRejected, SourceBinding, Staged
-from tasks.warehouse import run_sql
+from tasks.warehouse import rollback, run_sql
 
 CHUNK_ROWS = 20_000
 QUARANTINE_RAW_LIMIT = 65_536
@@ -155,8 +155,10 @@ def ingest_file(
             "status": result.status, "options": json.dumps(dict(source.options), default=str),
         })
         con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
+    except BaseException as exc:
+        rollback(con)
+        if isinstance(exc, duckdb.Error):
+            raise ThumbsError(f"{path}: nothing loaded, the warehouse write failed: {first_line(exc)}") from exc
         raise
     return result
 

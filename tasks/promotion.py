@@ -18,7 +18,7 @@ import duckdb
 
 from schemas.nightly import GateConfig
 from tasks.settings import thumbs_home
-from tasks.warehouse import run_sql
+from tasks.warehouse import rollback, run_sql
 
 CHAMPION_ALIAS = "champion"
 
@@ -72,7 +72,7 @@ def record_decision(con: duckdb.DuckDBPyConnection, checkpoint_id: str, run_id: 
             run_sql(con, "promotion/mark_promoted.sql", {"checkpoint_id": checkpoint_id})
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        rollback(con)
         raise
 
 

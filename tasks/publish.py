@@ -31,8 +31,11 @@ def publish(con: duckdb.DuckDBPyConnection, home: str | Path | None = None) -> P
     """Copy the analyst tables from `con` into a new read-only copy, swapped in atomically."""
     target = published_path(home)
     target.parent.mkdir(parents=True, exist_ok=True)
+    # Publishing runs under the warehouse's writer lock, so any other scratch copy
+    # was left by a publish that was killed: remove it rather than keep a stale copy.
+    for stale in target.parent.glob(".warehouse.*.building.duckdb*"):
+        stale.unlink(missing_ok=True)
     scratch = target.with_name(f".warehouse.{os.getpid()}.building.duckdb")
-    scratch.unlink(missing_ok=True)
     try:
         copy = duckdb.connect(str(scratch))
         try:

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator
 from tasks.settings import ThumbsError
 
 GZIP_MAGIC = b"\x1f\x8b"
+UTF8_BOM = b"\xef\xbb\xbf"
 PARQUET_MAGIC = b"PAR1"
 DEFAULT_MAX_ROW_BYTES = 4 * 1024 * 1024
 FORMATS = ("jsonl", "json", "csv", "parquet")
@@ -118,7 +119,22 @@ def parse_json_object(text: str) -> tuple[dict[str, Any] | None, str | None]:
         return None, "invalid JSON: nested too deeply"
     if not isinstance(value, dict):
         return None, f"expected a JSON object, got {type(value).__name__}"
+    # JSON may escape a lone UTF-16 surrogate ("\ud800"): valid JSON, invalid
+    # Unicode, and it would fail the whole chunk later when encoded to UTF-8.
+    if "\\ud" in text.lower() and _has_lone_surrogate(value):
+        return None, LONE_SURROGATE
     return value, None
+
+
+LONE_SURROGATE = "invalid Unicode: a lone UTF-16 surrogate escape (\\ud800-\\udfff)"
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _too_large(size: int, limit: int) -> str:
@@ -127,6 +143,8 @@ def _too_large(size: int, limit: int) -> str:
 
 def _jsonl_rows(stream: io.BufferedIOBase, max_row_bytes: int) -> Iterator[RawRow]:
     for row_number, data in enumerate(stream, start=1):
+        if row_number == 1 and data.startswith(UTF8_BOM):
+            data = data[len(UTF8_BOM):]  # some Windows tools write one; it is not part of the row
         if len(data) > max_row_bytes:
             preview, _ = decode_line(data[:65536])
             yield RawRow(row_number, preview, None, _too_large(len(data), max_row_bytes))
@@ -145,7 +163,8 @@ def _starts_with_array(stream: io.BufferedIOBase) -> bool:
 
 def _json_array_rows(stream: io.BufferedIOBase, path: Path) -> Iterator[RawRow]:
     # A JSON array has to be parsed whole; the row limit does not apply per element.
-    text, error = decode_line(stream.read())
+    data = stream.read()
+    text, error = decode_line(data[len(UTF8_BOM):] if data.startswith(UTF8_BOM) else data)
     if error:
         raise ThumbsError(f"{path}: {error}")
     try:
@@ -153,9 +172,11 @@ def _json_array_rows(stream: io.BufferedIOBase, path: Path) -> Iterator[RawRow]:
     except json.JSONDecodeError as exc:
         raise ThumbsError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
     for row_number, item in enumerate(items, start=1):
-        item_text = json.dumps(item, ensure_ascii=False)
-        if isinstance(item, dict):
-            yield RawRow(row_number, item_text, item)
+        item_text = json.dumps(item)  # ASCII-escaped: a lone surrogate stays printable
+        if isinstance(item, dict) and _has_lone_surrogate(item):
+            yield RawRow(row_number, item_text, None, LONE_SURROGATE)
+        elif isinstance(item, dict):
+            yield RawRow(row_number, json.dumps(item, ensure_ascii=False), item)
         else:
             yield RawRow(row_number, item_text, None, f"expected a JSON object, got {type(item).__name__}")
 

@@ -14,6 +14,12 @@ class ThumbsError(Exception):
     """An error meant for a person: one line naming the file, row and reason."""
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's message cut to one line, for one-line errors."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def thumbs_home(home: str | os.PathLike | None = None) -> Path:
     """THUMBS_HOME: `--home`, else $THUMBS_HOME, else ./.thumbs. Created on demand."""
     chosen = Path(home or os.environ.get("THUMBS_HOME") or ".thumbs").expanduser().resolve()

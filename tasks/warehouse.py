@@ -38,6 +38,15 @@ def query_arrow(con: duckdb.DuckDBPyConnection, relative: str, params: dict[str,
     return con.sql(read_sql(relative), params=params).to_arrow_table()
 
 
+def rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back if a transaction is still open. When a write failed (a full disk),
+    DuckDB may already have aborted it; a second error here would hide the first."""
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:
+        pass
+
+
 def _open(path: Path, read_only: bool, wait_seconds: float) -> duckdb.DuckDBPyConnection:
     # DuckDB allows one writer process per file. A second writer waits here for
     # the first to finish rather than failing a nightly run on a transient lock.
@@ -83,7 +92,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
             )
             con.execute("COMMIT")
         except Exception:
-            con.execute("ROLLBACK")
+            rollback(con)
             raise
         newly.append(migration.stem)
     return newly

@@ -327,7 +327,11 @@ def _timestamp(record: Mapping[str, Any], column: str | None) -> datetime | None
             "(expected ISO-8601 or unix seconds/milliseconds)"
         )
     if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+        try:
+            moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+        except OverflowError:  # e.g. 0001-01-01T00:00+01:00 is before year 1 in UTC
+            raise RowRejected(f"unparseable timestamp '{_as_text(value)}' in column '{column}' "
+                              "(outside the years 1-9999 in UTC)") from None
     return moment
 
 

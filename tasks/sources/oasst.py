@@ -157,7 +157,10 @@ def _utc(text: str | None) -> datetime | None:
     except ValueError:
         raise RowRejected(f"field 'created_date' is not an ISO-8601 time: {text!r}") from None
     if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+        try:
+            moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+        except OverflowError:  # e.g. 0001-01-01T00:00+01:00 is before year 1 in UTC
+            raise RowRejected(f"field 'created_date' is not an ISO-8601 time in years 1-9999 UTC: {text!r}") from None
     return moment
 
 
