@@ -74,13 +74,14 @@ def hh_files(shared_data, tmp_path_factory) -> HHFiles:
 
 @pytest.fixture(scope="session")
 def clean_reference(hh_files, prefect_harness, tmp_path_factory):
-    """The warehouse after undisturbed `thumbs ingest shp ...`, `thumbs ingest hh A B`, `thumbs binarize`."""
+    """The warehouse after undisturbed `thumbs ingest shp ...`, `thumbs ingest hh A B`, `thumbs binarize`.
+
+    With the production chunk size: a run disturbed with small chunks must still match it.
+    """
     from flows.cli import main
 
     home = tmp_path_factory.mktemp("clean-run")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("tasks.ingest.CHUNK_ROWS", KILL_CHUNK_ROWS)
-        assert main(["--home", str(home), "ingest", "shp", *hh_files.shp]) == 0
-        assert main(["--home", str(home), "ingest", "hh", *hh_files.paths]) == 0
-        assert main(["--home", str(home), "binarize"]) == 0
+    assert main(["--home", str(home), "ingest", "shp", *hh_files.shp]) == 0
+    assert main(["--home", str(home), "ingest", "hh", *hh_files.paths]) == 0
+    assert main(["--home", str(home), "binarize"]) == 0
     return fingerprint(home)

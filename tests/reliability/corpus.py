@@ -64,7 +64,8 @@ class Case:
     build: Callable[["Real"], bytes]
     expect: FileError | Quarantine | Loads
     mapping: str | Callable[["Real"], bytes] = ""  # 'support-bot' / 'ab-test', or the bytes of a broken one
-    bug: str = ""  # a product bug this case shows (the test is xfail strict until it is fixed)
+    bug: str = ""  # an open product bug this case shows: the test is xfail strict until it is fixed
+    found: str = ""  # a product bug this case found, since fixed: the case keeps it fixed
 
 
 class Real:
@@ -213,7 +214,7 @@ CASES: list[Case] = [
     Case("hh-utf8-bom", "hh", "bom.jsonl",
          lambda r: b"\xef\xbb\xbf" + jsonl(*r.hh[:2]),
          Loads(2),
-         bug="a UTF-8 byte-order mark at the start of a JSONL file quarantines row 1 as "
+         found="a UTF-8 byte-order mark at the start of a JSONL file quarantines row 1 as "
              "'invalid JSON: Unexpected UTF-8 BOM'; the CSV reader strips it (utf-8-sig), JSONL/JSON should too"),
     Case("hh-chosen-is-a-list", "hh", "list.jsonl",
          lambda r: jsonl(r.hh[0], with_(r.hh[1], chosen=["\n\nHuman: hi", "\n\nAssistant: yo"]), r.hh[2]),
@@ -288,7 +289,7 @@ CASES: list[Case] = [
          lambda r: jsonl(r.hh[0], '{"chosen": "\\n\\nHuman: hi \\ud800\\n\\nAssistant: a", '
                                   '"rejected": "\\n\\nHuman: hi \\ud800\\n\\nAssistant: b"}', r.hh[1]),
          Quarantine(((2, "surrogate"),), loaded=2),
-         bug="a JSON row holding an escaped lone surrogate (\\ud800) crashes the whole file with "
+         found="a JSON row holding an escaped lone surrogate (\\ud800) crashes the whole file with "
              "UnicodeEncodeError ('surrogates not allowed') when the chunk goes to Arrow: no file/row "
              "named, a traceback instead of a one-line error, and the good rows are not loaded"),
 
@@ -398,7 +399,7 @@ CASES: list[Case] = [
     Case("log-lone-surrogate", "log", "surrogate.jsonl",
          lambda r: jsonl(r.log[0], json.dumps(r.log[1])[:-1] + ', "answer": "bad \\udc80 text"}'),
          Quarantine(((2, "surrogate"),), loaded=1), mapping="support-bot",
-         bug="a log row whose answer holds an escaped lone surrogate crashes the file with UnicodeEncodeError"),
+         found="a log row whose answer holds an escaped lone surrogate crashes the file with UnicodeEncodeError"),
     Case("ab-tie", "log", "tie.csv",
          lambda r: csv_bytes(r.ab[:2] + [r.ab[2][:-1] + ["tie"]]),
          Quarantine(((2, "no winner"),), loaded=1), mapping="ab-test"),
@@ -445,7 +446,7 @@ CASES: list[Case] = [
          FileError("mapping", names_mapping=True), mapping=lambda r: random_bytes(3, 500)),
     Case("mapping-yaml-alias-bomb", "log", "log.jsonl", lambda r: jsonl(*r.log[:2]),
          FileError("columns", names_mapping=True), mapping=lambda r: alias_bomb(6),
-         bug="a mapping whose `columns` is a YAML alias bomb gets an error message holding the repr "
+         found="a mapping whose `columns` is a YAML alias bomb gets an error message holding the repr "
              "of the expanded input: a 400-byte file gives a 3.8 MB message at 6 levels and "
              "~3 GB (minutes, or out of memory) at 9; the error should quote a short prefix"),
 ]

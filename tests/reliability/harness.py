@@ -56,9 +56,16 @@ def table_fingerprint(con: duckdb.DuckDBPyConnection, table: str) -> Counter:
     return Counter(_row_hash(row) for row in rows)
 
 
-def fingerprint(home: Path, tables=tuple(COMPARED_TABLES)) -> dict[str, Counter]:
-    """Each table's rows as a multiset of hashes (volatile columns left out)."""
-    con = duckdb.connect(str(Path(home) / "warehouse.duckdb"), read_only=True)
+PUBLISHED_TABLES = ("quarantine", "ingest_runs", "preference_pairs", "feedback")
+
+
+def fingerprint(home: Path, tables=tuple(COMPARED_TABLES), *, published: bool = False) -> dict[str, Counter]:
+    """Each table's rows as a multiset of hashes (volatile columns left out);
+    published=True reads the analysts' copy instead of the warehouse."""
+    if published:
+        tables = [t for t in tables if t in PUBLISHED_TABLES]
+    path = Path(home) / ("published/warehouse.duckdb" if published else "warehouse.duckdb")
+    con = duckdb.connect(str(path), read_only=True)
     try:
         return {table: table_fingerprint(con, table) for table in tables}
     finally:

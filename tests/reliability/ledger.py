@@ -45,5 +45,5 @@ def summary() -> str:
         f"reliability: bad inputs tried = {len(bad_inputs)} (+ {generated_rows} generated rows), "
         f"faults injected = {sum(faults.values())}" + (f" ({kinds})" if kinds else "")
         + f", rows lost = {rows_lost}, duplicates = {duplicates} "
-        f"(over {comparisons} warehouse comparisons with a clean run)"
+        f"(over {comparisons} warehouse comparisons: re-runs with a clean run, faults with the state before)"
     )

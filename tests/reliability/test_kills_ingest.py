@@ -155,7 +155,5 @@ def test_killed_runs_never_count_as_completed(chain):
     assert chain.lineage_status == {"completed": 6, "running": 2}
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: a publish killed before its rename leaves "
-                   "published/.warehouse.<pid>.building.duckdb behind for good (a full copy each time)")
 def test_a_killed_publish_leaves_no_stray_files(chain):
     assert chain.stray_publish_files == []
