@@ -229,13 +229,6 @@ class Thumbs:
         return self.process.returncode
 
 
-def run_thumbs(argv: list[str], events: Path, *, prefect_api_url: str | None, chunk_rows: int | None = None,
-               timeout: float = 300.0) -> Thumbs:
-    thumbs = Thumbs(argv, events, prefect_api_url=prefect_api_url, chunk_rows=chunk_rows)
-    thumbs.finish(timeout)
-    return thumbs
-
-
 # --- files ------------------------------------------------------------------------
 
 def sha256_file(path: Path) -> str:
@@ -274,10 +267,6 @@ def mount_small_fs(target: Path, size_kib: int, scratch: Path) -> str:
     if looped.returncode == 0:
         return "loop"
     raise OSError(f"cannot mount tmpfs ({done.stderr.strip()}) nor a loop file ({looped.stderr.strip()})")
-
-
-def resize_small_fs(target: Path, kind: str, size_kib: int) -> bool:
-    return kind == "tmpfs" and _run("mount", "-o", f"remount,size={size_kib}k", str(target)).returncode == 0
 
 
 def mount_read_only(target: Path) -> None:

@@ -10,6 +10,7 @@ from collections import Counter
 bad_inputs: set[str] = set()  # malformed files and mapping files, by case name
 generated_rows = 0  # rows hypothesis generated and pushed through the parsers and the loader
 faults: Counter = Counter()  # kind -> how many were injected (kills that landed, disk full, ...)
+hostile_queries = 0  # statements `thumbs query` had to refuse
 rows_lost = 0
 duplicates = 0
 comparisons = 0  # warehouse-vs-clean-run comparisons that fed rows_lost / duplicates
@@ -28,6 +29,11 @@ def fault(kind: str, count: int = 1) -> None:
     faults[kind] += count
 
 
+def hostile_query() -> None:
+    global hostile_queries
+    hostile_queries += 1
+
+
 def compared(lost: int, duplicated: int) -> None:
     global rows_lost, duplicates, comparisons
     rows_lost += lost
@@ -36,14 +42,14 @@ def compared(lost: int, duplicated: int) -> None:
 
 
 def used() -> bool:
-    return bool(bad_inputs or generated_rows or faults or comparisons)
+    return bool(bad_inputs or generated_rows or faults or hostile_queries or comparisons)
 
 
 def summary() -> str:
-    kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(faults.items()))
+    kinds = ", ".join(f"{kind} {n}" for kind, n in faults.most_common())
     return (
         f"reliability: bad inputs tried = {len(bad_inputs)} (+ {generated_rows} generated rows), "
         f"faults injected = {sum(faults.values())}" + (f" ({kinds})" if kinds else "")
-        + f", rows lost = {rows_lost}, duplicates = {duplicates} "
-        f"(over {comparisons} warehouse comparisons: re-runs with a clean run, faults with the state before)"
+        + f", hostile queries refused = {hostile_queries}, rows lost = {rows_lost}, duplicates = {duplicates} "
+        f"(over {comparisons} warehouse comparisons with a clean run or the state before the fault)"
     )

@@ -7,6 +7,7 @@ a few representatives also go through the `thumbs` CLI to see the printed line.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import duckdb
@@ -19,7 +20,7 @@ from tasks.sources import bind_source
 from tasks.warehouse import connect
 
 from . import ledger
-from .corpus import CASES, EXAMPLES, Case, FileError, Loads, Quarantine, Real
+from .corpus import CASES, EXAMPLES, Case, FileError, Loads, Real
 from .harness import count_rows
 
 STAGING = ["staging.stg_hh__pairs", "staging.stg_shp__pairs", "staging.stg_oasst__messages",
@@ -88,7 +89,7 @@ def test_malformed_file(case: Case, real, home, tmp_path):
         assert str(mapping if expect.names_mapping else path) in message
         if expect.row is not None:
             assert f"row {expect.row}:" in message
-        assert __import__("re").search(expect.reason, message), message
+        assert re.search(expect.reason, message), message
         if before is not None:
             assert count_rows(home) == before, "a bad file must change nothing"
         return

@@ -20,7 +20,7 @@ import pytest
 
 from . import ledger
 from .harness import (MARTS, compare, fill_disk, fingerprint, mount_read_only, mount_small_fs, partial_state_problems,
-                      published_problems, sha256_file, unmount)
+                      published_problems, unmount)
 
 
 @dataclass

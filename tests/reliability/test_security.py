@@ -120,7 +120,7 @@ def test_query_refuses(statement, analyst_home, tmp_path, capsys):
     sql = statement.format(out=out_dir, home=analyst_home, published=published)
     before = files_under(analyst_home)
     code, out, err = ask(analyst_home, sql, capsys)
-    ledger.fault("hostile query")
+    ledger.hostile_query()
     assert code == 1 and err.startswith("thumbs: error: query refused: ") and err.count("\n") == 1, (code, err)
     assert out == ""
     assert files_under(analyst_home) == before and list(out_dir.iterdir()) == []
@@ -208,7 +208,6 @@ def test_pseudonym_key_and_raw_user_ids_never_leave_their_place(home, tmp_path, 
     for argv in commands:
         assert main(["--home", str(home), *argv]) == 0, argv
     printed = "".join(capsys.readouterr())
-    ledger.fault("secret and user-id scan")
 
     key = KEY.encode()
     needles = {"the key": key, "the key in hex": key.hex().encode(),
