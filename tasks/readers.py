@@ -64,6 +64,59 @@ def read_rows(
     path: str | Path, *, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES, progress: Progress | None = None
 ) -> Iterator[RawRow]:
     """Every row of the file, in order. Raises ThumbsError for a file that cannot be read."""
+    for batch in read_batches(path, rows_per_batch=4096, max_row_bytes=max_row_bytes, progress=progress):
+        yield from batch.rows()
+
+
+@dataclass(frozen=True)
+class LineBatch:
+    """Consecutive lines of a JSON Lines file, read but not yet decoded.
+
+    Decoding and JSON parsing are most of a row's reading cost, so they wait for
+    `rows()`, which the loader may call in a worker process (a batch pickles as bytes).
+    """
+
+    first_row: int  # the line number of lines[0]
+    lines: list[bytes]  # each without its b"\n"
+    max_row_bytes: int
+    ends_unterminated: bool = False  # the file's last line, with no newline after it
+
+    def rows(self) -> Iterator[RawRow]:
+        last = len(self.lines) - 1
+        for index, data in enumerate(self.lines):
+            row_number = self.first_row + index
+            if row_number == 1 and data.startswith(UTF8_BOM):
+                data = data[len(UTF8_BOM):]  # some Windows tools write one; it is not part of the row
+            newline = 0 if index == last and self.ends_unterminated else 1
+            if len(data) + newline > self.max_row_bytes:
+                preview, _ = decode_line((data[:65536] + b"\n" * newline)[:65536])
+                yield RawRow(row_number, preview, None, _too_large(len(data) + newline, self.max_row_bytes))
+                continue
+            text, error = decode_line(data.rstrip(b"\r\n"))
+            if not error and (not text or text.isspace()):
+                continue  # blank lines separate nothing and hold no row
+            record, error = (None, error) if error else parse_json_object(text)
+            yield RawRow(row_number, text, record, error)
+
+
+@dataclass(frozen=True)
+class RowBatch:
+    """Consecutive rows already made (CSV, JSON arrays, Parquet: reading them is the parse)."""
+
+    made: list[RawRow]
+
+    def rows(self) -> Iterator[RawRow]:
+        return iter(self.made)
+
+
+def read_batches(
+    path: str | Path, *, rows_per_batch: int, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES,
+    progress: Progress | None = None,
+) -> Iterator[LineBatch | RowBatch]:
+    """The file's rows in batches of `rows_per_batch` lines or rows, in order.
+
+    Raises ThumbsError for a file that cannot be read; a bad row is the batch's to report.
+    """
     path = Path(path)
     if not path.exists():
         raise ThumbsError(f"{path}: no such file")
@@ -73,33 +126,74 @@ def read_rows(
         fmt, gzipped = detect_format(path)
     except PermissionError as exc:
         raise ThumbsError(f"{path}: cannot read the file (permission denied)") from exc
+    read_whole = [0]  # rows (lines) read whole so far, for the error message
     if fmt == "parquet":
-        yield from _parquet_rows(path, progress)
+        yield from _row_batches(_parquet_rows(path, progress), rows_per_batch, read_whole)
         return
-    row_number = 0
     try:
         with open(path, "rb") as raw_handle:
             stream = gzip.GzipFile(fileobj=raw_handle) if gzipped else raw_handle
-            report = (lambda: progress(raw_handle.tell())) if progress else None
             if fmt == "csv":
-                rows = _csv_rows(stream, max_row_bytes)
+                batches = _row_batches(_csv_rows(stream, max_row_bytes), rows_per_batch, read_whole)
             elif fmt == "json" and _starts_with_array(stream):
-                rows = _json_array_rows(stream, path)
+                batches = _row_batches(_json_array_rows(stream, path), rows_per_batch, read_whole)
             else:  # .jsonl, and .json files that are really JSON Lines (SHP ships those)
-                rows = _jsonl_rows(stream, max_row_bytes)
-            for row in rows:
-                row_number = row.row_number
-                if report and row_number % 4096 == 0:
-                    report()
-                yield row
-            if report:
-                report()
+                batches = _line_batches(stream, rows_per_batch, max_row_bytes, read_whole)
+            for batch in batches:
+                if progress:
+                    progress(raw_handle.tell())
+                yield batch
+            if progress:
+                progress(raw_handle.tell())
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise ThumbsError(f"{path}: corrupt or truncated gzip after row {row_number} ({exc})") from exc
+        raise ThumbsError(f"{path}: corrupt or truncated gzip after row {read_whole[0]} ({exc})") from exc
     except PermissionError as exc:
         raise ThumbsError(f"{path}: cannot read the file (permission denied)") from exc
     except OSError as exc:
-        raise ThumbsError(f"{path}: read failed after row {row_number} ({exc})") from exc
+        raise ThumbsError(f"{path}: read failed after row {read_whole[0]} ({exc})") from exc
+
+
+def _row_batches(rows: Iterator[RawRow], size: int, read_whole: list[int]) -> Iterator[RowBatch]:
+    batch: list[RawRow] = []
+    for row in rows:
+        read_whole[0] = row.row_number
+        batch.append(row)
+        if len(batch) >= size:
+            yield RowBatch(batch)
+            batch = []
+    if batch:
+        yield RowBatch(batch)
+
+
+BLOCK_BYTES = 1 << 20
+
+
+def _line_batches(stream: io.BufferedIOBase, size: int, max_row_bytes: int,
+                  read_whole: list[int]) -> Iterator[LineBatch]:
+    """Lines in batches of `size`, read block by block: a readline per row cost
+    more than decompressing the row."""
+    lines: list[bytes] = []
+    first_row = 1
+    partial: list[bytes] = []  # the start of a line that has not ended yet
+    while block := stream.read1(BLOCK_BYTES):  # read1: what one inflate step gives, so a
+        # truncated gzip loses little and the error names a row close to where it broke
+        pieces = block.split(b"\n")
+        if len(pieces) == 1:
+            partial.append(block)
+            continue
+        if partial:
+            pieces[0] = b"".join(partial) + pieces[0]
+        last = pieces.pop()
+        partial = [last] if last else []
+        lines += pieces
+        read_whole[0] = first_row - 1 + len(lines)
+        while len(lines) >= size:
+            yield LineBatch(first_row, lines[:size], max_row_bytes)
+            lines, first_row = lines[size:], first_row + size
+    if partial:
+        lines.append(b"".join(partial))
+    if lines:
+        yield LineBatch(first_row, lines, max_row_bytes, ends_unterminated=bool(partial))
 
 
 def decode_line(data: bytes) -> tuple[str, str | None]:
@@ -121,7 +215,8 @@ def parse_json_object(text: str) -> tuple[dict[str, Any] | None, str | None]:
         return None, f"expected a JSON object, got {type(value).__name__}"
     # JSON may escape a lone UTF-16 surrogate ("\ud800"): valid JSON, invalid
     # Unicode, and it would fail the whole chunk later when encoded to UTF-8.
-    if "\\ud" in text.lower() and _has_lone_surrogate(value):
+    # (a real escape is "\\ud..." or "\\uD...": "\\U" is not JSON)
+    if ("\\ud" in text or "\\uD" in text) and _has_lone_surrogate(value):
         return None, LONE_SURROGATE
     return value, None
 
@@ -139,21 +234,6 @@ def _has_lone_surrogate(value: Any) -> bool:
 
 def _too_large(size: int, limit: int) -> str:
     return f"row is {size / 1e6:.1f} MB, over the {limit / 2**20:.0f} MiB row limit"
-
-
-def _jsonl_rows(stream: io.BufferedIOBase, max_row_bytes: int) -> Iterator[RawRow]:
-    for row_number, data in enumerate(stream, start=1):
-        if row_number == 1 and data.startswith(UTF8_BOM):
-            data = data[len(UTF8_BOM):]  # some Windows tools write one; it is not part of the row
-        if len(data) > max_row_bytes:
-            preview, _ = decode_line(data[:65536])
-            yield RawRow(row_number, preview, None, _too_large(len(data), max_row_bytes))
-            continue
-        text, error = decode_line(data.rstrip(b"\r\n"))
-        if not error and not text.strip():
-            continue  # blank lines separate nothing and hold no row
-        record, error = (None, error) if error else parse_json_object(text)
-        yield RawRow(row_number, text, record, error)
 
 
 def _starts_with_array(stream: io.BufferedIOBase) -> bool:
