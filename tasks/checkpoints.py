@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import secrets
 import shutil
 from datetime import datetime, timezone
@@ -167,6 +168,28 @@ def run_fingerprint(config: TrainConfig, snapshot_id: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def capture_training_state(*, fingerprint: str, step: int, elapsed: float, metrics: list[dict], model,
+                           optimizer, scheduler, device: torch.device) -> dict[str, Any]:
+    """Everything a resumed run needs to continue exactly: weights, AdamW moments, the
+    schedule's position, every RNG, and the metrics logged so far."""
+    return {
+        "fingerprint": fingerprint, "step": step, "elapsed": elapsed, "metrics": metrics,
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
+                "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None},
+    }
+
+
+def restore_training_state(state: dict[str, Any], model, optimizer, scheduler, device: torch.device) -> None:
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])  # also restores the param groups' current lr
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"]["torch"])
+    random.setstate(state["rng"]["python"])
+    if device.type == "cuda" and state["rng"].get("cuda") is not None:
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+
 def save_state(run_dir: Path, state: dict[str, Any]) -> Path:
     """torch.save to a temporary file, fsync, rename over the previous state."""
     target = run_dir / STATE
@@ -182,6 +205,19 @@ def save_state(run_dir: Path, state: dict[str, Any]) -> Path:
     return target
 
 
+def _mismatch(path: Path) -> ThumbsError:
+    return ThumbsError(f"{path}: this state belongs to a run with another config or snapshot "
+                       "(fingerprints differ); start a new run instead of resuming")
+
+
+def check_resumable(run_dir: Path, fingerprint: str) -> None:
+    """Cheap check from run.json that a saved state in run_dir belongs to this run."""
+    info_file = run_dir / RUN_INFO
+    if (run_dir / STATE).exists() and info_file.exists():
+        if json.loads(info_file.read_text()).get("fingerprint") != fingerprint:
+            raise _mismatch(run_dir / STATE)
+
+
 def load_state(run_dir: Path, fingerprint: str) -> dict[str, Any] | None:
     path = run_dir / STATE
     if not path.exists():
@@ -189,8 +225,7 @@ def load_state(run_dir: Path, fingerprint: str) -> dict[str, Any] | None:
     # Our own file, holding optimizer state and RNG states (numpy-free): full unpickling.
     state = torch.load(path, map_location="cpu", weights_only=False)
     if state.get("fingerprint") != fingerprint:
-        raise ThumbsError(f"{path}: this state belongs to a run with another config or snapshot "
-                          "(fingerprints differ); start a new run instead of resuming")
+        raise _mismatch(path)
     return state
 
 

@@ -24,6 +24,7 @@ import gc
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
@@ -32,7 +33,7 @@ import torch
 
 from tasks.batching import Encoded, pad
 from tasks.logprobs import sequence_logps
-from tasks.models import autocast_context, load_policy
+from tasks.models import autocast_context, load_policy, weights_sha256
 from tasks.settings import ThumbsError, thumbs_home
 
 FORMAT_VERSION = 1
@@ -154,3 +155,21 @@ def reference_logps(sequences: Mapping[str, Encoded], *, reference_dir: Path, ke
         raise ThumbsError(f"{reference_dir}: the reference model gives a non-finite log-prob for {len(bad)} "
                           f"sequence(s), e.g. {bad[0]}: check the reference weights")
     return CacheResult({k: cached[k] for k in sequences}, key, path, len(missing))
+
+
+def for_run(sequences: Mapping[str, Encoded], *, reference_dir: Path, reference_name: str, snapshot_id: str,
+            max_length: int, tokenizer, text_format: str, device: torch.device, batch_size: int,
+            home: str | Path | None = None, on_batch: Callable[[int, int], None] | None = None,
+            ) -> tuple[dict[str, float], dict]:
+    """A run's reference log-probs and what the manifest says about them."""
+    started = time.perf_counter()
+    key, material = cache_key(reference_sha256=weights_sha256(reference_dir), snapshot_id=snapshot_id,
+                              max_length=max_length, tokenizer=tokenizer_digest(tokenizer),
+                              text_format=text_format, precision=precision_of(device))
+    result = reference_logps(sequences, reference_dir=reference_dir, key=key, material=material, device=device,
+                             batch_size=batch_size, pad_token_id=tokenizer.pad_token_id, home=home,
+                             on_batch=on_batch)
+    info = {"name": reference_name, "path": str(reference_dir), "weights_sha256": material["reference_sha256"],
+            "cache_key": key, "cache": "hit" if result.computed == 0 else "miss", "computed": result.computed,
+            "seconds": round(time.perf_counter() - started, 2)}
+    return result.logps, info

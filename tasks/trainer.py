@@ -101,7 +101,10 @@ class Sequences:
         return f"{self.rows.row_ids[seq.prompt_row]}:{self.rows.row_ids[seq.reply_row]}:{seq.field}"
 
     def length(self, row: int) -> int:
-        return max(len(self.encoded(Seq(row, row, f)).input_ids) for f in self.rows.replies)
+        """Characters, a proxy for tokens good enough to bucket by: tokenizing every row of a
+        large snapshot up front would cost minutes for rows a short run never reaches."""
+        prompt = sum(len(message["content"]) for message in self.rows.prompts[row])
+        return prompt + max(len(texts[row]) for texts in self.rows.replies.values())
 
 
 @dataclass(frozen=True)
@@ -255,6 +258,7 @@ def train(config: TrainConfig, snapshot: Snapshot, run_dir: Path, *, home: str |
     scheduler's time slot; a later resume=True call carries on.
     """
     emit = progress or (lambda event: None)
+    started = time.perf_counter()
     spec = LOSSES[config.algo]
     if snapshot.kind != ("pairs" if spec.batch == "paired" else "feedback"):
         raise ThumbsError(f"{snapshot.path}: a {snapshot.kind} snapshot cannot train {config.algo} "
@@ -263,6 +267,8 @@ def train(config: TrainConfig, snapshot: Snapshot, run_dir: Path, *, home: str |
         return json.loads((run_dir / ckpt.RESULT).read_text())
     run_dir.mkdir(parents=True, exist_ok=True)
     fingerprint = ckpt.run_fingerprint(config, snapshot.snapshot_id)
+    if resume:  # refuse a mismatched state now, before an hour of reference log-probs
+        ckpt.check_resumable(run_dir, fingerprint)
     ckpt.write_json_atomically(run_dir / ckpt.RUN_INFO, {"fingerprint": fingerprint, "config": config.model_dump(),
                                                         "snapshot_id": snapshot.snapshot_id})
     device = pick_device(config.device)
@@ -314,24 +320,14 @@ def train(config: TrainConfig, snapshot: Snapshot, run_dir: Path, *, home: str |
     reference: dict[str, float] = {}
     reference_info: dict[str, Any] | None = None
     if spec.needs_reference:
-        needed = {}
-        for seqs, plan in ((train_seqs, train_plan), (eval_seqs, eval_plan)):
-            for micro in plan:
-                for seq in micro.main_sequences(list(seqs.rows.replies)) + micro.kl_sequences():
-                    needed[seqs.key(seq)] = seqs.encoded(seq)
-        key, material = reference_cache.cache_key(
-            reference_sha256=weights_sha256(reference_dir), snapshot_id=snapshot.snapshot_id,
-            max_length=config.max_length, tokenizer=reference_cache.tokenizer_digest(tokenizer),
-            text_format=config.algo if config.algo == "csft" else "plain",
-            precision=reference_cache.precision_of(device))
-        cached = reference_cache.reference_logps(
-            needed, reference_dir=reference_dir, key=key, material=material, device=device,
-            batch_size=config.reference_batch_size, pad_token_id=tokenizer.pad_token_id, home=home,
+        needed = {seqs.key(seq): seqs.encoded(seq) for seqs, plan in ((train_seqs, train_plan), (eval_seqs, eval_plan))
+                  for micro in plan for seq in micro.main_sequences(list(seqs.rows.replies)) + micro.kl_sequences()}
+        reference, reference_info = reference_cache.for_run(
+            needed, reference_dir=reference_dir, reference_name=config.reference or config.model,
+            snapshot_id=snapshot.snapshot_id, max_length=config.max_length, tokenizer=tokenizer,
+            text_format="csft" if config.algo == "csft" else "plain", device=device,
+            batch_size=config.reference_batch_size, home=home,
             on_batch=lambda done, total: emit({"event": "reference", "done": done, "total": total}))
-        reference = cached.logps
-        reference_info = {"name": config.reference or config.model, "path": str(reference_dir),
-                          "weights_sha256": material["reference_sha256"], "cache_key": key,
-                          "cache": "hit" if cached.computed == 0 else "miss", "computed": cached.computed}
 
     # Policy, optimizer (AdamW, fused on CUDA), warmup + cosine schedule.
     model = load_policy(model_dir, device)
@@ -344,25 +340,18 @@ def train(config: TrainConfig, snapshot: Snapshot, run_dir: Path, *, home: str |
     start_step, elapsed_before = 0, 0.0
     state = ckpt.load_state(run_dir, fingerprint) if resume else None
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if device.type == "cuda" and state["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        random.setstate(state["rng"]["python"])
+        ckpt.restore_training_state(state, model, optimizer, scheduler, device)
         history, start_step, elapsed_before = state["metrics"], state["step"], state["elapsed"]
     metrics_file = run_dir / ckpt.METRICS
     metrics_file.write_text("".join(json.dumps(r) + "\n" for r in history))  # drop steps after the state
+    setup_seconds = round(time.perf_counter() - started, 2)
     emit({"event": "start", "step": start_step, "steps": config.steps, "run_dir": str(run_dir),
-          "reference_cache": reference_info and reference_info["cache"]})
+          "setup_s": setup_seconds, "reference": reference_info})
 
     def save(step: int, elapsed: float) -> None:
-        ckpt.save_state(run_dir, {
-            "fingerprint": fingerprint, "step": step, "elapsed": elapsed, "metrics": history,
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
-                    "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None}})
+        ckpt.save_state(run_dir, ckpt.capture_training_state(
+            fingerprint=fingerprint, step=step, elapsed=elapsed, metrics=history, model=model,
+            optimizer=optimizer, scheduler=scheduler, device=device))
 
     pad_id = tokenizer.pad_token_id
     session_start = time.perf_counter()
@@ -409,15 +398,18 @@ def train(config: TrainConfig, snapshot: Snapshot, run_dir: Path, *, home: str |
 
     # The checkpoint: weights + tokenizer + manifest, renamed into place in one go.
     checkpoint_id = ckpt.new_checkpoint_id(config.algo)
+    same_as_reference = reference_info is not None and reference_dir == model_dir
+    base_sha256 = reference_info["weights_sha256"] if same_as_reference else weights_sha256(model_dir)
     hyperparameters = {**config.model_dump(), **{k: v for k, v in hyper.items() if k != "kl_reduce"}}
     metrics = final_metrics(history)
     manifest = ckpt.build_manifest(
         checkpoint_id=checkpoint_id, run_id=run_id or run_dir.name, config=config, hyperparameters=hyperparameters,
-        base_model={"name": config.model, "path": str(model_dir), "weights_sha256": weights_sha256(model_dir)},
+        base_model={"name": config.model, "path": str(model_dir), "weights_sha256": base_sha256},
         reference_model=reference_info, snapshot=snapshot, rows_trained=len(used), code_version=code_version(),
         metrics=metrics, parent_checkpoint=ckpt.parent_checkpoint_of(model_dir),
         training={"run_dir": str(run_dir), "steps": config.steps, "resumed_at_step": start_step or None,
-                  "examples_seen": sum(len(m.rows) for m in train_plan), "device": str(device)})
+                  "examples_seen": sum(len(m.rows) for m in train_plan), "device": str(device),
+                  "setup_s": setup_seconds, "total_s": round(time.perf_counter() - started, 2)})
     path = ckpt.write_checkpoint(model, tokenizer, manifest, home)
     result = {"finished": True, "checkpoint_id": checkpoint_id, "path": str(path), "metrics": metrics,
               "snapshot_id": snapshot.snapshot_id, "run_dir": str(run_dir),
