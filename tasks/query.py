@@ -45,8 +45,18 @@ def run_query(sql: str, home: str | Path | None = None) -> tuple[list[str], list
         return _fetch(con, sql)
 
 
+# Queries read: SELECT (with DESCRIBE, SHOW, SUMMARIZE, which DuckDB parses as
+# SELECT) and EXPLAIN. Everything else is refused before it runs, temp objects too.
+READ_STATEMENTS = {"StatementType.SELECT", "StatementType.EXPLAIN"}
+
+
 def _fetch(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
     try:
+        kinds = [str(statement.type) for statement in con.extract_statements(sql)]
+        refused = [k for k in kinds if k not in READ_STATEMENTS]
+        if refused:
+            raise ThumbsError(f"query refused: only SELECT, DESCRIBE, SHOW, SUMMARIZE and EXPLAIN may run here, "
+                              f"not {refused[0].removeprefix('StatementType.')}")
         cursor = con.execute(sql)
         if cursor.description is None:
             return [], []

@@ -39,7 +39,10 @@ def code_version() -> str:
             capture_output=True, text=True, check=True, timeout=5,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "-C", str(PROJECT_ROOT), "status", "--porcelain", "--untracked-files=no"],
+            # --no-optional-locks: a status must not take .git/index.lock (a write
+            # outside THUMBS_HOME that can break a concurrent `git commit`).
+            ["git", "--no-optional-locks", "-C", str(PROJECT_ROOT), "status", "--porcelain",
+             "--untracked-files=no"],
             capture_output=True, text=True, check=True, timeout=5,
         ).stdout.strip()
         return sha + ("+dirty" if dirty else "")

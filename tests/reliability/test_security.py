@@ -81,13 +81,16 @@ REFUSED = [
     "select * from sniff_csv('/etc/passwd')",
     "select * from '{home}/secrets/pseudonym.key'",
 ]
-# Accepted, and harmless: session-local or no-ops on a read-only file. They must
-# leave no trace: the published file unchanged, nothing visible to the next query.
-HARMLESS = [
+# Session-local or no-ops on a read-only file, yet not reads: refused all the same,
+# so "only reads run" stays a rule a person can state in one line.
+REFUSED += [
     "checkpoint", "vacuum", "analyze", "begin transaction", "load json", "load parquet",
     "create temp table scratch as select * from feedback; select count(*) from scratch",
     "create temp view v as select 1",
+    "select 1; create temp table t as select 1",
 ]
+READS = ["select count(*) from feedback", "describe feedback", "show tables", "summarize quarantine",
+         "explain select * from preference_pairs", "with t as (select 1 as a) select a from t; select 2"]
 
 
 @pytest.fixture(scope="module")
@@ -126,14 +129,12 @@ def test_query_refuses(statement, analyst_home, tmp_path, capsys):
     assert files_under(analyst_home) == before and list(out_dir.iterdir()) == []
 
 
-@pytest.mark.parametrize("statement", HARMLESS)
-def test_harmless_statements_leave_no_trace(statement, analyst_home, capsys):
+@pytest.mark.parametrize("statement", READS)
+def test_reads_run_and_leave_no_trace(statement, analyst_home, capsys):
     before = files_under(analyst_home)
-    code, _, err = ask(analyst_home, statement, capsys)
-    assert code == 0, err
+    code, out, err = ask(analyst_home, statement, capsys)
+    assert code == 0 and out, err
     assert files_under(analyst_home) == before
-    code, _, err = ask(analyst_home, "select * from scratch", capsys)
-    assert code == 1 and "scratch" in err  # a temp table dies with its query's connection
 
 
 # --- the pseudonym key and raw user ids ----------------------------------------------------
@@ -325,12 +326,6 @@ def written_paths(trace: Path) -> set[str]:
     return paths
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: tasks.settings.code_version() (recorded by every flow run's lineage) runs "
-    "`git status --porcelain`, which takes .git/index.lock in the project checkout to refresh the "
-    "index: a write outside THUMBS_HOME, and `git commit` in that checkout fails with 'index.lock "
-    "exists' if it lands at the same moment. Fix: `git --no-optional-locks status ...` "
-    "(or GIT_OPTIONAL_LOCKS=0 in the subprocess env)"))
 def test_code_version_does_not_write_the_checkout(tmp_path):
     strace = shutil.which("strace")
     if not strace or not (PROJECT_ROOT / ".git").exists():
