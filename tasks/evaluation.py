@@ -12,11 +12,11 @@ Metric names are a contract (the gate in tasks/promotion.py and analysts reading
 - eval_rewards_chosen, eval_rewards_rejected: mean r of each side; eval_pairs: how many.
 - kl_to_reference: Monte-Carlo KL(πθ ‖ πref) in nats per completion: the mean over
   samples y ~ πθ(·|x) of Σ_t [log πθ(y_t|x, y<t) − log πref(y_t|x, y<t)], with
-  `kl_samples` replies sampled per prompt at temperature 1 with no top-k/top-p
-  (transformers defaults to top_k=50, which would sample from another distribution
-  and bias the estimate), each prompt seeded by (seed, its position) so a prompt's
-  samples do not depend on which other prompts are evaluated. Greedy replies would
-  be the policy's mode, not a sample, and bias it too. Replies stop at the
+  `kl_samples` replies sampled per prompt from the full softmax (temperature 1, no
+  top-k/top-p: transformers' generate defaults to top_k=50, a different distribution
+  that would bias the estimate), each prompt seeded by (seed, its position) so a
+  prompt's samples do not depend on which other prompts are evaluated. Greedy
+  replies are the policy's mode, not samples from it, and would bias it too. Replies stop at the
   end-of-turn token or after `max_new_tokens`: the estimate is the exact KL of
   that truncated reply distribution. Unbiased but noisy, and a single value can be
   negative: kl_to_reference_stderr is its standard error; kl_samples the count.
@@ -133,21 +133,38 @@ def score_sequences(model, sequences: Mapping[str, Encoded], *, device: torch.de
 
 
 def generate(model, prompt: list[int], *, device: torch.device, max_new_tokens: int, eos_token_id: int,
-             samples: int = 0, seed: int = 0) -> list[list[int]]:
-    """Greedy (samples=0: one reply) or `samples` replies drawn from the model's own
-    distribution; each reply's tokens up to and including the end-of-turn token."""
-    sampling = dict(do_sample=True, temperature=1.0, top_k=0, top_p=1.0, num_return_sequences=samples) \
-        if samples else dict(do_sample=False)
-    input_ids = torch.tensor([prompt], dtype=torch.long, device=device)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
-        torch.manual_seed(seed)  # one prompt, no padding: its replies depend on nothing else
-        with autocast_context(device):
-            out = model.generate(input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=max_new_tokens,
-                                 eos_token_id=eos_token_id, pad_token_id=eos_token_id, **sampling)
+             samples: int, seed: int) -> tuple[list[int], list[list[int]]]:
+    """(the greedy reply, `samples` replies drawn from softmax(logits)), each up to and
+    including the end-of-turn token.
+
+    Our own decoding loop rather than model.generate: the prompt is run once and its KV
+    cache copied into 1 + samples rows that decode together (generate would run the
+    prompt again per call and per sample), and sampling draws from the raw softmax with
+    a seeded generator, free of generate's defaults (top_k=50) and of the global RNG.
+    """
+    generator = torch.Generator(device=device).manual_seed(seed)
+    rows = 1 + samples
+    steps: list[torch.Tensor] = []
+    with torch.no_grad(), autocast_context(device):
+        out = model(input_ids=torch.tensor([prompt], device=device), use_cache=True, logits_to_keep=1)
+        cache = out.past_key_values
+        cache.batch_repeat_interleave(rows)
+        logits = out.logits[:, -1].float().expand(rows, -1)
+        done = torch.zeros(rows, dtype=torch.bool, device=device)
+        for _ in range(max_new_tokens):
+            drawn = torch.multinomial(logits[1:].softmax(-1), 1, generator=generator).squeeze(-1)
+            token = torch.where(done, eos_token_id, torch.cat([logits[:1].argmax(-1), drawn]))
+            steps.append(token)
+            done |= token == eos_token_id
+            if bool(done.all()):
+                break
+            # Every row has the same length (no padding), so positions follow from the cache.
+            out = model(input_ids=token[:, None], past_key_values=cache, use_cache=True, logits_to_keep=1)
+            logits = out.logits[:, -1].float()
     replies = []
-    for row in out[:, len(prompt):].tolist():
+    for row in torch.stack(steps, 1).tolist():
         replies.append(row[: row.index(eos_token_id) + 1] if eos_token_id in row else row)
-    return replies
+    return replies[0], replies[1:]
 
 
 def sample_key(encoded: Encoded) -> str:
@@ -216,11 +233,13 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, *, home: str | Path | None, 
     model.eval()
     model.requires_grad_(False)
     try:
-        greedy = [generate(model, p, device=target, max_new_tokens=max_new_tokens, eos_token_id=eos)[0]
-                  for p in prompts]
-        sampled = [Encoded(p + reply, len(p)) for i, p in enumerate(prompts)
-                   for reply in generate(model, p, device=target, max_new_tokens=max_new_tokens, eos_token_id=eos,
-                                         samples=kl_samples, seed=seed * 1_000_003 + i)]
+        greedy, sampled = [], []
+        for i, prompt in enumerate(prompts):  # seeded per prompt: its replies depend on nothing else
+            best, drawn = generate(model, prompt, device=target, max_new_tokens=max_new_tokens, eos_token_id=eos,
+                                   samples=kl_samples, seed=seed * 1_000_003 + i)
+            greedy.append(best)
+            sampled += [Encoded(prompt + reply, len(prompt)) for reply in drawn]
+        say(f"generated in {time.perf_counter() - started:.1f}s; scoring {len(pair_seqs) + len(sampled)} sequences")
         sample_keys = [sample_key(s) for s in sampled]
         needed = {**pair_seqs, **dict(zip(sample_keys, sampled))}
         policy = score_sequences(model, needed, device=target, batch_size=batch_size,
@@ -231,7 +250,7 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, *, home: str | Path | None, 
         if target.type == "cuda":
             torch.cuda.empty_cache()
 
-    say("reference log-probs (cached where known)")
+    say(f"policy done at {time.perf_counter() - started:.1f}s; reference log-probs (cached where known)")
     key, material = reference_cache.cache_key(
         reference_sha256=reference_sha, snapshot_id=eval_snapshot.snapshot_id, max_length=max_length,
         tokenizer=reference_cache.tokenizer_digest(tokenizer), text_format="plain",

@@ -13,6 +13,7 @@ from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 SMOOTHING = 5  # steps in the moving average drawn over the noisy per-step values
 
@@ -49,9 +50,11 @@ def _panel(axes, records: list[dict[str, Any]], key: str, label: str, final: flo
     if eval_steps:
         axes.plot(eval_steps, eval_values, "o", color="tab:orange", label=f"eval {label} (training)")
     if final is not None and steps:
-        # The evaluation's own number, on its fixed eval pairs, at the checkpoint's step.
-        axes.plot([steps[-1]], [final], "*", markersize=14, color="tab:red", label="thumbs evaluate")
+        # The evaluation's own number at the checkpoint's step. It is measured on the fixed
+        # eval pairs, while KTO's training accuracy counts thumbs on the right side of z0.
+        axes.plot([steps[-1]], [final], "*", markersize=14, color="tab:red", label="thumbs evaluate (eval pairs)")
     axes.set_xlabel("step")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_ylabel(label)
     axes.grid(alpha=0.3)
     if steps or eval_steps:
