@@ -27,6 +27,8 @@ def _quiet_prefect(verbose: bool) -> None:
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "INFO" if verbose else "CRITICAL")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    if not verbose:  # transformers' per-load "Loading weights" bars would bury our own progress
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def _print_table(title: str, header: list[str], rows: list[list[object]]) -> None:
@@ -123,6 +125,8 @@ def _print_nightly(report, home) -> None:
           f"{report.rows_quarantined} quarantined; {report.files_skipped} file(s) already seen")
     if report.skipped_training:
         print(f"training skipped: {report.skipped_training}")
+    if report.training_reason:
+        print(f"trained because: {report.training_reason}")
     if report.checkpoint_id:
         metrics = {k: v for k, v in report.metrics.items() if isinstance(v, (int, float))}
         champion = report.champion_metrics or {}

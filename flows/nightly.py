@@ -21,9 +21,10 @@ from schemas.nightly import GateConfig, load_sources
 from tasks.lineage import finish_run, mark_interrupted, new_run_id, start_run
 from tasks.locks import exclusive_run
 from tasks.publish import publish
-from tasks.promotion import current_champion, gate, point_champion_alias, record_decision
+from tasks.checkpoints import read_manifest
+from tasks.promotion import current_champion, gate, point_champion_alias, record_decision, what_changed
 from tasks.reports import nightly_markdown
-from tasks.settings import ThumbsError, thumbs_home
+from tasks.settings import ThumbsError, code_version, thumbs_home
 from tasks.warehouse import connect, run_sql
 
 
@@ -38,6 +39,7 @@ class NightlyReport:
     champion_before: str | None = None
     trained: bool = False
     skipped_training: str | None = None  # why training was skipped
+    training_reason: str | None = None  # what changed since the champion was trained
     checkpoint_id: str | None = None
     checkpoint_path: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -119,10 +121,14 @@ def nightly_flow(sources_file: str, algo: str = "kto", config_path: str | None =
             report.snapshot_id = snapshot_task(config, run_id, home).snapshot_id
             champion = champion_task(home)
             report.champion_before = champion["checkpoint_id"] if champion else None
-            if champion and champion["snapshot_id"] == report.snapshot_id and not force:
-                report.skipped_training = (f"snapshot {report.snapshot_id} is the one champion "
-                                           f"{champion['checkpoint_id']} was trained on: nothing new to learn")
+            changes = what_changed(read_manifest(champion["path"]), config.model_dump(), report.snapshot_id,
+                                   code_version()) if champion else ["no champion yet"]
+            if not changes and not force:
+                report.skipped_training = (f"champion {champion['checkpoint_id']} was trained on snapshot "
+                                           f"{report.snapshot_id} with these options and this code: "
+                                           "nothing new to learn")
             else:
+                report.training_reason = "forced" if not changes else "; ".join(changes)
                 step = "train"
                 if train_deployment:
                     trained = train_on_deployment(train_deployment, algo, config_path, list(overrides), home)
@@ -132,7 +138,7 @@ def nightly_flow(sources_file: str, algo: str = "kto", config_path: str | None =
                 report.trained = True
                 report.checkpoint_id, report.checkpoint_path = trained["checkpoint_id"], trained["path"]
                 step = "evaluate"
-                evaluation = evaluate_flow(trained["checkpoint_id"], home=home)
+                evaluation = evaluate_flow(trained["checkpoint_id"], home=home, **sources.evaluation.model_dump())
                 report.metrics, report.plots = evaluation["metrics"], evaluation.get("plots", [])
                 if champion:
                     # Compare on the same eval pairs: re-evaluate the champion when its
@@ -141,7 +147,9 @@ def nightly_flow(sources_file: str, algo: str = "kto", config_path: str | None =
                     if recorded.get("eval_snapshot_id") == evaluation["eval_snapshot_id"]:
                         report.champion_metrics = recorded
                     else:
-                        report.champion_metrics = evaluate_flow(champion["checkpoint_id"], home=home)["metrics"]
+                        report.champion_metrics = evaluate_flow(champion["checkpoint_id"], home=home,
+                                                                 eval_snapshot=evaluation["eval_snapshot_id"],
+                                                                 **sources.evaluation.model_dump())["metrics"]
                 step = "promote"
                 decision = promote_task({"checkpoint_id": trained["checkpoint_id"], "path": trained["path"]},
                                         report.metrics, champion, report.champion_metrics, gate_config, run_id, home)

@@ -27,6 +27,19 @@ class WatchedSource(BaseModel):
         return self
 
 
+class EvaluationSettings(BaseModel):
+    """How much evaluation each nightly checkpoint gets (see tasks/evaluation.py).
+    Generation dominates its cost on CPU: fewer prompts or tokens make it cheaper."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_pairs: int = Field(64, ge=1)
+    generation_prompts: int = Field(8, ge=1)
+    max_new_tokens: int = Field(48, ge=1)
+    kl_samples: int = Field(4, ge=1)
+    seed: int = 0
+
+
 class SourcesFile(BaseModel):
     """sources.yaml: relative paths are relative to the file itself."""
 
@@ -34,6 +47,7 @@ class SourcesFile(BaseModel):
 
     sources: list[WatchedSource] = Field(min_length=1)
     binarize: BinarizeConfig = BinarizeConfig()
+    evaluation: EvaluationSettings = EvaluationSettings()
 
 
 class GateConfig(BaseModel):

@@ -118,6 +118,7 @@ def build_manifest(*, checkpoint_id: str, run_id: str, config: TrainConfig, hype
         "created_at": utc_now().isoformat(),
         "run_id": run_id,
         "algo": config.algo,
+        "config": config.model_dump(),  # the options as given (hyperparameters adds the derived ones)
         "hyperparameters": hyperparameters,
         "base_model": base_model,  # name, path, weights_sha256
         "reference_model": reference_model,  # None for reference-free algorithms (SFT, CSFT, SLiC)

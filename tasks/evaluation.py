@@ -46,6 +46,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 
+from schemas.nightly import EvaluationSettings
 from schemas.train import TrainConfig
 from tasks import reference_cache
 from tasks.batching import ChatEncoder, Encoded, pad, truncate
@@ -61,7 +62,7 @@ METRIC_NAMES = (
     "generation_truncated_fraction", "generation_prompts", "eval_wall_time_s",
 )
 # CPU-sized defaults: SmolLM2-135M evaluates in about a minute beside a nightly training run.
-DEFAULTS = {"max_pairs": 64, "generation_prompts": 8, "max_new_tokens": 48, "kl_samples": 4, "seed": 0}
+DEFAULTS = EvaluationSettings().model_dump()
 Progress = Callable[[str], None]
 
 

@@ -51,6 +51,23 @@ def gate(candidate: dict[str, float], champion: dict[str, float] | None, config:
               f"minus {config.accuracy_tolerance:g}; KL {kl:.3f} within {config.max_kl:g}", evidence)
 
 
+def what_changed(champion_manifest: dict[str, Any], config: dict[str, Any], snapshot_id: str,
+                 code: str) -> list[str]:
+    """Why training would give another model than the champion: a new snapshot, other
+    training options, or other code. Empty means retraining would repeat the champion."""
+    changes = []
+    if champion_manifest.get("snapshot_id") != snapshot_id:
+        changes.append(f"snapshot {champion_manifest.get('snapshot_id')} -> {snapshot_id}")
+    trained_with = champion_manifest.get("config", {})
+    options = [f"{key} {trained_with.get(key)!r} -> {value!r}" for key, value in sorted(config.items())
+               if trained_with.get(key) != value]
+    if options:
+        changes.append("training options " + ", ".join(options))
+    if champion_manifest.get("code_version") != code:
+        changes.append(f"code {champion_manifest.get('code_version')} -> {code}")
+    return changes
+
+
 def current_champion(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
     row = run_sql(con, "promotion/champion.sql").fetchall()
     if not row:

@@ -54,7 +54,8 @@ def nightly_markdown(report) -> str:
     if report.skipped_training:
         lines.append(f"skipped: {report.skipped_training}")
     elif report.trained:
-        lines.append(f"checkpoint `{report.checkpoint_id}` from snapshot `{report.snapshot_id}`")
+        lines.append(f"checkpoint `{report.checkpoint_id}` from snapshot `{report.snapshot_id}`; "
+                     f"trained because: {report.training_reason}")
     if report.metrics:
         names = sorted(k for k, v in report.metrics.items() if isinstance(v, (int, float)))
         champion = report.champion_metrics or {}
