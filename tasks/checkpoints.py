@@ -4,11 +4,13 @@
   AutoModelForCausalLM.from_pretrained (safetensors, config, tokenizer) plus
   manifest.json: everything needed to say where the weights came from.
 - The run directory: THUMBS_HOME/runs/<run_id>/ with run.json (config and
-  fingerprint), metrics.jsonl, trainer.log, and state.pt, the resumable
-  training state rewritten every `save_every` steps.
+  fingerprint), metrics.jsonl, trainer.log, state.pt, the resumable training
+  state rewritten every `save_every` steps, result.json once the checkpoint is
+  written and recorded.json once its row is in `checkpoints`.
 
 Both are written beside their final name and renamed into place: a reader, a
-resumed run or a nightly job never sees a partial checkpoint or state.
+resumed run or a nightly job never sees a partial checkpoint or state. What a
+killed writer leaves beside the final name is removed by the next writer.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import os
 import random
 import secrets
 import shutil
+import socket
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,7 @@ MANIFEST = "manifest.json"
 STATE = "state.pt"
 RUN_INFO = "run.json"
 RESULT = "result.json"
+RECORDED = "recorded.json"
 METRICS = "metrics.jsonl"
 
 
@@ -71,12 +75,42 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _writer_tag() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _abandoned(tag: str) -> bool:
+    """Whether the writer a scratch name was tagged with (_writer_tag) is gone. Only a
+    writer on this host can be checked; another host's scratch is left to that host."""
+    host, _, pid = tag.rpartition("-")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def remove_abandoned_scratch(home: str | Path | None = None) -> None:
+    """Checkpoint directories a killed writer left half-written (model-sized each).
+    Other runs may be writing theirs right now: only a dead writer's are removed."""
+    root = checkpoints_dir(home)
+    for scratch in root.glob(".*.partial") if root.is_dir() else []:
+        # .<checkpoint id>.<writer tag>.partial: the id has no dots, a host name may.
+        if _abandoned(scratch.name[1: -len(".partial")].partition(".")[2]):
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
 def write_checkpoint(model, tokenizer, manifest: dict[str, Any], home: str | Path | None = None) -> Path:
     """Weights, tokenizer and manifest into checkpoints/<id>/, all or nothing."""
     final = checkpoints_dir(home) / manifest["checkpoint_id"]
     if final.exists():
         raise ThumbsError(f"{final}: a checkpoint with this id already exists")
-    scratch = final.with_name(f".{final.name}.{os.getpid()}.partial")
+    remove_abandoned_scratch(home)
+    scratch = final.with_name(f".{final.name}.{_writer_tag()}.partial")
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
     try:
@@ -137,7 +171,10 @@ def build_manifest(*, checkpoint_id: str, run_id: str, config: TrainConfig, hype
 
 def record_checkpoint(con: duckdb.DuckDBPyConnection, manifest: dict[str, Any], path: Path,
                       run_id: str | None = None) -> None:
-    """One row in `checkpoints`, the table analysts join to lineage_runs and snapshots."""
+    """One row in `checkpoints`, the table analysts join to lineage_runs and snapshots,
+    then recorded.json in the run directory: until then a resumed run records this
+    checkpoint instead of training again (see find_resumable). Recording twice (killed
+    between the two) keeps the first row."""
     run_sql(con, "lineage/record_checkpoint.sql", {
         "checkpoint_id": manifest["checkpoint_id"], "run_id": run_id or manifest["run_id"],
         "algo": manifest["algo"], "base_model": manifest["base_model"]["name"],
@@ -145,6 +182,9 @@ def record_checkpoint(con: duckdb.DuckDBPyConnection, manifest: dict[str, Any], 
         "metrics": json.dumps(manifest["metrics"]), "parent_checkpoint": manifest["parent_checkpoint"],
         "created_at": datetime.fromisoformat(manifest["created_at"]).astimezone(timezone.utc).replace(tzinfo=None),
     })
+    run_dir = Path(manifest.get("training", {}).get("run_dir") or "")
+    if (run_dir / RESULT).is_file():
+        write_json_atomically(run_dir / RECORDED, {"checkpoint_id": manifest["checkpoint_id"]})
 
 
 def snapshot_dataset(snapshot) -> dict[str, Any]:
@@ -194,6 +234,10 @@ def restore_training_state(state: dict[str, Any], model, optimizer, scheduler, d
 def save_state(run_dir: Path, state: dict[str, Any]) -> Path:
     """torch.save to a temporary file, fsync, rename over the previous state."""
     target = run_dir / STATE
+    # One run writes a run directory at a time, so another temporary state here is a
+    # killed writer's: model-sized (weights and AdamW moments), not left to pile up.
+    for stale in run_dir.glob(f".{STATE}.*.tmp"):
+        stale.unlink(missing_ok=True)
     tmp = run_dir / f".{STATE}.{os.getpid()}.tmp"
     try:
         with open(tmp, "wb") as handle:
@@ -230,8 +274,42 @@ def load_state(run_dir: Path, fingerprint: str) -> dict[str, Any] | None:
     return state
 
 
+def _unrecorded_result(run_dir: Path) -> Path | None:
+    """result.json of a run whose whole checkpoint was never recorded (killed in between)."""
+    if not (run_dir / RESULT).is_file() or (run_dir / RECORDED).exists():
+        return None
+    try:
+        checkpoint = json.loads((run_dir / RESULT).read_text()).get("path")
+    except (OSError, json.JSONDecodeError):
+        return None
+    return run_dir / RESULT if checkpoint and (Path(checkpoint) / MANIFEST).is_file() else None
+
+
+def finished_result(run_dir: Path, home: str | Path | None = None) -> dict[str, Any] | None:
+    """What a finished run returned: its result.json, or, when a kill landed between the
+    checkpoint's rename and result.json, the result rebuilt from that checkpoint (so the
+    run is not trained again beside a whole checkpoint nobody records)."""
+    if (run_dir / RESULT).is_file():
+        return json.loads((run_dir / RESULT).read_text())
+    root = checkpoints_dir(home)
+    for manifest_file in root.glob(f"*/{MANIFEST}") if root.is_dir() else []:
+        try:
+            manifest = json.loads(manifest_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if manifest.get("training", {}).get("run_dir") == str(run_dir):
+            result = {"finished": True, "checkpoint_id": manifest["checkpoint_id"], "path": str(manifest_file.parent),
+                      "metrics": manifest["metrics"], "snapshot_id": manifest["snapshot_id"], "run_dir": str(run_dir),
+                      "reference_cache": (manifest.get("reference_model") or {}).get("cache")}
+            write_json_atomically(run_dir / RESULT, result)
+            return result
+    return None
+
+
 def find_resumable(fingerprint: str, home: str | Path | None = None) -> Path | None:
-    """The most recent unfinished run directory with this fingerprint and a saved state."""
+    """The most recent interrupted run directory with this fingerprint: one with a saved
+    state and no result, or one whose checkpoint was written but never recorded (resuming
+    it records that checkpoint rather than training again, see finished_result)."""
     candidates = []
     root = runs_dir(home)
     for info_file in root.glob(f"*/{RUN_INFO}") if root.is_dir() else []:
@@ -240,8 +318,13 @@ def find_resumable(fingerprint: str, home: str | Path | None = None) -> Path | N
             info = json.loads(info_file.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        if info.get("fingerprint") == fingerprint and (run_dir / STATE).exists() and not (run_dir / RESULT).exists():
-            candidates.append(((run_dir / STATE).stat().st_mtime, run_dir))
+        if info.get("fingerprint") != fingerprint:
+            continue
+        progress = _unrecorded_result(run_dir)
+        if progress is None and (run_dir / STATE).exists() and not (run_dir / RESULT).exists():
+            progress = run_dir / STATE
+        if progress is not None:
+            candidates.append((progress.stat().st_mtime, run_dir))
     return max(candidates)[1] if candidates else None
 
 

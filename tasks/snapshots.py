@@ -85,6 +85,11 @@ def create_snapshot(
             "run `thumbs ingest` and `thumbs binarize` first")
     snapshot_id = snapshot_id_of(rows, kind)
     final = thumbs_home(home) / "snapshots" / snapshot_id
+    # `con` holds the warehouse's writer lock, so no other process is writing a snapshot:
+    # another process's scratch directory here is a killed writer's, as large as its rows.
+    for stale in final.parent.glob(".*.partial"):
+        if not stale.name.endswith(f".{os.getpid()}.partial"):
+            shutil.rmtree(stale, ignore_errors=True)
     if not (final / "snapshot.json").exists():
         _write(rows, kind, snapshot_id, final, one_per_prompt, sources)
     snapshot = load_snapshot(final)

@@ -263,8 +263,8 @@ def train(config: TrainConfig, snapshot: Snapshot, run_dir: Path, *, home: str |
     if snapshot.kind != ("pairs" if spec.batch == "paired" else "feedback"):
         raise ThumbsError(f"{snapshot.path}: a {snapshot.kind} snapshot cannot train {config.algo} "
                           f"({spec.batch} batches)")
-    if resume and (run_dir / ckpt.RESULT).exists():  # finished already: nothing to redo
-        return json.loads((run_dir / ckpt.RESULT).read_text())
+    if resume and (finished := ckpt.finished_result(run_dir, home)):  # nothing to redo
+        return finished
     run_dir.mkdir(parents=True, exist_ok=True)
     fingerprint = ckpt.run_fingerprint(config, snapshot.snapshot_id)
     if resume:  # refuse a mismatched state now, before an hour of reference log-probs

@@ -12,7 +12,18 @@ Points:
                                 after each chunk insert inside that transaction
   publish-swap                  just before the analysts' copy is renamed into place
   binarize-model                after each SQL model binarize runs in its transaction
-  (training points, e.g. snapshot-written / reference-cached / checkpoint-saved, go here)
+  snapshot-file-written         after each Parquet file of a snapshot is written (scratch dir)
+  snapshot-swap                 just before a snapshot's directory is renamed into place
+  snapshot-record               just before a snapshot's row is inserted
+  checkpoint-record             just before a checkpoint's row is inserted (the trainer is done)
+In the trainer child (`python -m tasks.trainer`, which the train flow starts; it is
+started through this file instead, so the points below work there too):
+  reference-batch               after each batch of reference log-probs is computed
+  reference-cache-swap          just before the reference cache file replaces the old one
+  state-swap                    just before a resumable state.pt replaces the previous one
+  checkpoint-weights-saved      after save_pretrained wrote the weights (no tokenizer, no manifest)
+  checkpoint-swap               just before the checkpoint directory is renamed into place
+  run-result                    just before result.json (the run is finished) is written
 
 $RELIABILITY_CHUNK_ROWS shrinks the loader's chunk so a small file spans
 several chunks (a big file does the same in production).
@@ -25,6 +36,7 @@ same and the process starts in a second instead of four (no Prefect import).
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -50,6 +62,19 @@ def wrap_after(module, attribute: str, name_of) -> None:
         result = original(*args, **kwargs)
         event(name_of(*args, **kwargs))
         return result
+
+    setattr(module, attribute, wrapper)
+
+
+def wrap_before(module, attribute: str, name_of) -> None:
+    """Report name_of(args) (when not None) before calling the original."""
+    original = getattr(module, attribute)
+
+    def wrapper(*args, **kwargs):
+        name = name_of(*args, **kwargs)
+        if name:
+            event(name)
+        return original(*args, **kwargs)
 
     setattr(module, attribute, wrapper)
 
@@ -99,16 +124,84 @@ def install_flows() -> None:
 
     tasks.binarize.run_sql = reported_run_sql
     flows.binarize.binarize = reported_binarize
+    report_renames()
 
-    replace = os.replace
 
-    def reported_replace(src, dst, *args, **kwargs):
-        target = os.fspath(dst)
-        if os.path.basename(target) == "warehouse.duckdb" and os.path.basename(os.path.dirname(target)) == "published":
-            event("publish-swap")
-        return replace(src, dst, *args, **kwargs)
+def install_training_flow() -> None:
+    import flows.train
+    import pyarrow.parquet
+    import tasks.checkpoints
+    import tasks.snapshots
 
-    os.replace = reported_replace
+    write_table = pyarrow.parquet.write_table
+
+    def reported_write_table(table, where, *args, **kwargs):
+        result = write_table(table, where, *args, **kwargs)
+        if os.path.basename(os.path.dirname(os.path.dirname(os.fspath(where)))) == "snapshots":
+            event("snapshot-file-written")
+        return result
+
+    pyarrow.parquet.write_table = reported_write_table
+    wrap_before(tasks.snapshots, "run_sql", lambda con, relative, *rest, **kw:
+                "snapshot-record" if relative == "snapshots/record_snapshot.sql" else None)
+    wrap_before(tasks.checkpoints, "record_checkpoint", lambda *args, **kwargs: "checkpoint-record")
+    # The trainer child runs through this file too, so its points can be reached.
+    flows.train.subprocess = TrainerThroughDriver()
+
+
+class TrainerThroughDriver:
+    """flows.train's `subprocess` module, except that `python -m tasks.trainer ARGS`
+    becomes `python _killable.py --trainer ARGS`."""
+
+    def __getattr__(self, name):
+        return getattr(subprocess, name)
+
+    @staticmethod
+    def Popen(command, *args, **kwargs):
+        if list(command[1:3]) == ["-m", "tasks.trainer"]:
+            command = [command[0], os.path.abspath(__file__), "--trainer", *command[3:]]
+        return subprocess.Popen(command, *args, **kwargs)
+
+
+def swap_point(target: str) -> str | None:
+    """The point a rename onto `target` reaches: the moment a written file or
+    directory gets its final name."""
+    name, parent = os.path.basename(target), os.path.dirname(target)
+    if name == "warehouse.duckdb" and os.path.basename(parent) == "published":
+        return "publish-swap"
+    if os.path.basename(parent) == "snapshots":
+        return "snapshot-swap"
+    if os.path.basename(parent) == "checkpoints":
+        return "checkpoint-swap"
+    if os.path.basename(parent) == "reference" and os.path.basename(os.path.dirname(parent)) == "cache":
+        return "reference-cache-swap"
+    if name == "state.pt":
+        return "state-swap"
+    if name == "result.json":
+        return "run-result"
+    return None
+
+
+def report_renames() -> None:
+    for attribute in ("replace", "rename"):
+        original = getattr(os, attribute)
+
+        def reported(src, dst, *args, _original=original, **kwargs):
+            point = swap_point(os.fspath(dst))
+            if point:
+                event(point)
+            return _original(src, dst, *args, **kwargs)
+
+        setattr(os, attribute, reported)
+
+
+def install_trainer() -> None:
+    import tasks.reference_cache
+    import transformers
+
+    wrap_after(tasks.reference_cache, "sequence_logps", lambda *args, **kwargs: "reference-batch")
+    wrap_after(transformers.PreTrainedModel, "save_pretrained", lambda *args, **kwargs: "checkpoint-weights-saved")
+    report_renames()
 
 
 def direct(home: str, source: str, paths: list[str]) -> int:
@@ -127,12 +220,19 @@ def direct(home: str, source: str, paths: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1] == "--trainer":
+        install_trainer()
+        from tasks.trainer import main as train_main
+
+        sys.exit(train_main(sys.argv[2:]))
     install_loader()
     if sys.argv[1] == "--direct":
         event("started")
         code = direct(sys.argv[2], sys.argv[3], sys.argv[4:])
     else:
         install_flows()
+        if {"train", "nightly", "demo"} & set(sys.argv[1:]):  # not for others: it imports torch (seconds)
+            install_training_flow()
         from flows.cli import main
 
         event("started")

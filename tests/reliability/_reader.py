@@ -24,7 +24,8 @@ SELECT (SELECT coalesce(sum(rows_read), 0) FROM ingest_runs),
        (SELECT count(*) FROM quarantine),
        (SELECT coalesce(sum(rows_quarantined), 0) FROM ingest_runs WHERE status = 'loaded'),
        (SELECT count(*) FROM feedback),
-       (SELECT count(*) FROM preference_pairs)
+       (SELECT count(*) FROM preference_pairs),
+       (SELECT count(*) FROM checkpoints)
 """
 ANALYST = "SELECT source, label, count(*) FROM feedback GROUP BY ALL ORDER BY ALL"
 
@@ -37,7 +38,7 @@ def run(home: str, stop: str, report: str) -> None:
         rounds += 1
         try:
             (row,) = run_query(CONSISTENCY, home)[1]
-            read, accounted, quarantined, expected_quarantined, _, _ = row
+            read, accounted, quarantined, expected_quarantined, *_ = row
             versions.add(row)
             if read != accounted or quarantined != expected_quarantined:
                 inconsistent.append(row)

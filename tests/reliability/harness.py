@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -41,6 +42,12 @@ COMPARED_TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "ingest_runs": ("WHERE status = 'loaded'", ("batch_id", "started_at", "finished_at")),
     "preference_pairs": ("", ("batch_id", "ingested_at")),
     "feedback": ("", ("batch_id", "ingested_at")),
+    # Which run made a snapshot or checkpoint, when and under which home; a checkpoint's
+    # id is random. What it learned from and what it measured must match.
+    "snapshots": ("", ("path", "created_at", "run_id")),
+    # Metrics too: throughput and wall time differ, and eval metrics in the last digits
+    # (compare them with a tolerance).
+    "checkpoints": ("", ("checkpoint_id", "run_id", "path", "metrics", "created_at")),
 }
 MARTS = ("preference_pairs", "feedback")
 
@@ -139,6 +146,72 @@ def partial_state_problems(home: Path, expected_raw_rows: dict[str, int]) -> lis
     return problems
 
 
+def training_state_problems(home: Path) -> list[str]:
+    """Every snapshot, reference cache, resumable state and checkpoint that has its
+    final name is whole, and every recorded one is there; [] when that holds.
+
+    Scratch copies (names starting with '.') are invisible to every reader and not checked.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from tasks.checkpoints import read_manifest
+    from tasks.settings import ThumbsError
+    from tasks.snapshots import load_snapshot
+
+    home = Path(home)
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        snapshot_rows = con.execute("SELECT snapshot_id, path, files FROM snapshots").fetchall()
+        checkpoint_rows = con.execute("SELECT checkpoint_id, path FROM checkpoints").fetchall()
+    finally:
+        con.close()
+    problems = []
+    for snapshot_id, path, files in snapshot_rows:
+        for name, digest in json.loads(files).items():
+            file = Path(path) / name
+            if not file.is_file() or sha256_file(file) != digest:
+                problems.append(f"snapshot {snapshot_id}: {name} missing or not the recorded sha256")
+    for directory in visible(home / "snapshots"):
+        try:
+            load_snapshot(directory)
+        except ThumbsError as exc:
+            problems.append(f"snapshot directory {directory.name} is not whole: {exc}")
+    recorded = {checkpoint_id: Path(path) for checkpoint_id, path in checkpoint_rows}
+    for checkpoint_id, path in recorded.items():
+        if not (path / "manifest.json").is_file():
+            problems.append(f"checkpoint {checkpoint_id}: recorded, but {path} has no manifest.json")
+    for directory in set(visible(home / "checkpoints")) | set(recorded.values()):
+        try:
+            if read_manifest(directory)["checkpoint_id"] != directory.name:
+                problems.append(f"checkpoint directory {directory.name}: its manifest names another checkpoint")
+            AutoModelForCausalLM.from_pretrained(directory)
+        except Exception as exc:  # ThumbsError, OSError, or whatever a truncated safetensors raises
+            problems.append(f"checkpoint directory {directory.name} is not whole: {first_line_of(exc)}")
+    for cache in visible(home / "cache" / "reference"):
+        try:
+            logps = torch.load(cache, weights_only=True)["logps"]
+            if not all(map(math.isfinite, logps.values())):
+                problems.append(f"reference cache {cache.name}: non-finite log-probs")
+        except Exception as exc:  # whatever torch.load makes of a truncated file
+            problems.append(f"reference cache {cache.name} is unreadable: {first_line_of(exc)}")
+    for state in (home / "runs").glob("*/state.pt"):
+        try:
+            torch.load(state, map_location="cpu", weights_only=False)["step"]
+        except Exception as exc:
+            problems.append(f"{state.parent.name}/state.pt is unreadable: {first_line_of(exc)}")
+    return problems
+
+
+def visible(directory: Path) -> list[Path]:
+    """What a reader listing `directory` takes for finished work (no scratch names)."""
+    return sorted(p for p in directory.iterdir() if not p.name.startswith(".")) if directory.is_dir() else []
+
+
+def first_line_of(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def published_problems(home: Path) -> list[str]:
     """The analysts' copy opens through `thumbs query` and is self-consistent."""
     from tasks.query import run_query
@@ -193,10 +266,12 @@ class Thumbs:
         extra = {"RELIABILITY_EVENTS": str(events), "RELIABILITY_PAUSE_AT": pause_at}
         if chunk_rows:
             extra["RELIABILITY_CHUNK_ROWS"] = str(chunk_rows)
+        # Its own process group: a kill takes the trainer child with it, as a killed
+        # worker, a lost machine or a cancelled flow run does.
         self.process = subprocess.Popen(
             [sys.executable, str(DRIVER), *argv], cwd=cwd,
             env={**subprocess_env(prefect_api_url), **(env or {}), **extra},
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
         self.killed = False
         self.stdout = self.stderr = ""
 
@@ -215,10 +290,10 @@ class Thumbs:
         raise TimeoutError(f"no '{event}' within {timeout:.0f}s; saw {self.seen()[-5:]}")
 
     def kill(self, kind: str = "kill") -> bool:
-        """SIGKILL now; True if the process was still running (a fault was injected)."""
+        """SIGKILL it and its children now; True if it was still running (a fault was injected)."""
         alive = self.process.poll() is None
         if alive:
-            os.kill(self.process.pid, signal.SIGKILL)
+            os.killpg(self.process.pid, signal.SIGKILL)
             self.killed = True
             ledger.fault(kind)
         self.finish()

@@ -2,9 +2,10 @@
 
 Readers: a separate process runs `thumbs query` in a loop (tasks.query.run_query,
 and the CLI every tenth round) for as long as the writers run. Writers: two real
-`thumbs ingest hh A B` processes started together, then `thumbs binarize`.
-Nothing may fail, every published copy a reader sees must be whole, the second
-ingest must wait (not fail), and the result must equal a clean run.
+`thumbs ingest hh A B` processes started together, then `thumbs binarize`; and,
+apart, a `thumbs nightly` run that ingests, binarizes, trains (tiny-llama),
+evaluates and promotes. Nothing may fail, every published copy a reader sees must
+be whole, the second ingest must wait (not fail), and the result must equal a clean run.
 """
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
+import yaml
 
+from fixtures_models import model_cache, tiny_llama_dir  # noqa: F401
 from tasks.ingest import ingest_file
 from tasks.publish import publish
 from tasks.query import run_query
@@ -100,3 +103,38 @@ def test_a_writer_that_cannot_get_the_lock_gives_up_with_a_clear_message(hh_file
     assert partial_state_problems(home, hh_files.raw_rows) + published_problems(home) == []
     result = compare(before, fingerprint(home))
     assert (result.lost, result.duplicated) == (0, 0), result.differing
+
+
+def test_readers_while_a_nightly_run_ingests_and_trains(hh_files, prefect_api_url, tiny_llama_dir, tmp_path):
+    from flows.cli import main
+
+    home = tmp_path / "home"
+    assert main(["--home", str(home), "ingest", "shp", *hh_files.shp]) == 0  # something to read from the start
+    sources = tmp_path / "sources.yaml"
+    # Evaluation cut to a few pairs and tokens: the readers must overlap training, not wait for generation.
+    sources.write_text(yaml.safe_dump({
+        "sources": [{"source": "hh", "paths": hh_files.paths}],
+        "evaluation": {"max_pairs": 4, "generation_prompts": 1, "max_new_tokens": 4, "kl_samples": 1}}))
+    stop, report = tmp_path / "stop", tmp_path / "reader.json"
+    reader = subprocess.Popen([sys.executable, str(READER), str(home), str(stop), str(report)], cwd=PROJECT_ROOT,
+                              env=subprocess_env(prefect_api_url), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        nightly = Thumbs(["--home", str(home), "nightly", "--sources", str(sources), "--algo", "dpo",
+                          f"model={tiny_llama_dir}", "max_length=64", "batch_size=2", "steps=2", "eval_batches=1",
+                          "max_rows=16", "device=cpu"], tmp_path / "nightly.events", prefect_api_url=prefect_api_url)
+        ledger.fault("concurrent writer")
+        code = nightly.finish()
+        time.sleep(0.5)  # a few reads of the final copy
+    finally:
+        stop.touch()
+        reader.communicate(timeout=120)
+    seen = json.loads(report.read_text())
+
+    assert code == 0 and "Traceback" not in nightly.stderr, nightly.stderr[-2000:]
+    assert seen["error_count"] == 0, seen["errors"]
+    assert seen["inconsistent"] == []
+    assert seen["rounds"] >= 20 and seen["cli_runs"] >= 2, seen
+    checkpoints_seen = {version[-1] for version in seen["versions"]}
+    assert checkpoints_seen == {0, 1}, "readers should have read on through training into the recorded checkpoint"
+    assert run_query("SELECT count(*) FROM checkpoints", home)[1] == [(1,)]
