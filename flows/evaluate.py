@@ -31,7 +31,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks import evaluation
 from tasks.checkpoints import checkpoints_dir, snapshot_dataset
-from tasks.lineage import dataset, emit_event, finish_run, new_run_id, start_run
+from tasks.lineage import dataset, emit_event, failure_recorded, finish_run, new_run_id, start_run
 from tasks.models import PRESETS, resolve_model
 from tasks.plots import plot_curves
 from tasks.publish import publish
@@ -164,20 +164,14 @@ def evaluate_flow(checkpoint: str, home: str | None = None, eval_snapshot: str |
     with connect(home) as con:
         start_run(con, JOB, {"checkpoint": checkpoint, "eval_snapshot": eval_snapshot, **settings}, run_id)
     inputs: list[dict] = []
-    try:
+    with failure_recorded(run_id, JOB, inputs, home):
         checkpoint_dir, info = resolve_task(checkpoint, home)
-        inputs = [dataset(f"checkpoints/{info['checkpoint_id']}", path=checkpoint_dir, algo=info["algo"])]
+        inputs.append(dataset(f"checkpoints/{info['checkpoint_id']}", path=checkpoint_dir, algo=info["algo"]))
         snapshot = eval_snapshot_task(info, eval_snapshot, run_id, home)
         inputs.append(snapshot_dataset(snapshot))
         emit_event("START", run_id, JOB, inputs=inputs, home=home, facets={"settings": settings})
         result = evaluate_task(checkpoint_dir, snapshot, settings, home)
         recorded = record_task(result, info, run_id, home)
-    except BaseException as exc:
-        with connect(home) as con:
-            finish_run(con, run_id, "failed")
-        emit_event("FAIL", run_id, JOB, inputs=inputs, home=home,
-                   facets={"errorMessage": {"message": str(exc), "programmingLanguage": "python"}})
-        raise
     emit_event("COMPLETE", run_id, JOB, inputs=inputs, home=home, outputs=[dataset(
         f"evaluations/{result['checkpoint_id']}", path=recorded["path"], metrics=result["metrics"],
         evalSnapshotId=snapshot.snapshot_id, settings=result["settings"])])

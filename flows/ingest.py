@@ -7,6 +7,7 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
+from flows.retrying import IO_RETRIES
 from tasks.ingest import FileResult, ingest_file
 from tasks.lineage import finish_run, new_run_id, start_run
 from tasks.progress import file_progress
@@ -29,7 +30,7 @@ def expand_paths(paths: list[str]) -> list[Path]:
     return found
 
 
-@task(name="ingest-file", task_run_name="ingest {source} {path.name}")
+@task(name="ingest-file", task_run_name="ingest {source} {path.name}", **IO_RETRIES)
 def ingest_file_task(source: str, path: Path, batch_id: str, mapping: str | None, home: str | None,
                      max_row_bytes: int, show_progress: bool) -> FileResult:
     binding = bind_source(source, mapping=mapping, home=home)
@@ -38,7 +39,7 @@ def ingest_file_task(source: str, path: Path, batch_id: str, mapping: str | None
         return ingest_file(con, binding, path, batch_id, max_row_bytes=max_row_bytes, progress=progress)
 
 
-@task(name="publish")
+@task(name="publish", **IO_RETRIES)
 def publish_task(home: str | None) -> str:
     with connect(home) as con:
         return str(publish(con, home))

@@ -19,10 +19,11 @@ from typing import Any, Callable, Iterator, Sequence
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.retrying import IO_RETRIES
 from schemas.config import load_config
 from schemas.train import TrainConfig
 from tasks import checkpoints as ckpt
-from tasks.lineage import emit_event, finish_run, new_run_id, start_run
+from tasks.lineage import emit_event, failure_recorded, finish_run, new_run_id, start_run
 from tasks.losses import LOSSES
 from tasks.progress import enabled
 from tasks.publish import publish
@@ -44,7 +45,7 @@ def train_config(algo: str, config_path: str | None, overrides: Sequence[str]) -
     return config
 
 
-@task(name="snapshot", cache_policy=NO_CACHE)
+@task(name="snapshot", cache_policy=NO_CACHE, **IO_RETRIES)
 def snapshot_task(config: TrainConfig, run_id: str, home: str) -> Snapshot:
     kind = "pairs" if LOSSES[config.algo].batch == "paired" else "feedback"
     with connect(home) as con:
@@ -75,10 +76,6 @@ def train_task(config: TrainConfig, snapshot: Snapshot, run_dir: Path, run_id: s
     if resume:
         command.append("--resume")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
-    # OpenMP threads that sleep instead of spinning while they wait: on a 2-core machine
-    # shared with ingest, DuckDB queries or a second run, spinning threads made a SmolLM2
-    # step 4-5x slower (47 s against 10 s, measured); alone, the cost is small.
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     log_file = run_dir / "trainer.log"
     events: list[dict] = []
     every = max(1, config.steps // 20)
@@ -160,9 +157,9 @@ def train_flow(algo: str, config_path: str | None = None, overrides: Sequence[st
     with connect(home) as con:
         start_run(con, JOB, config.model_dump(), run_id)
     inputs: list[dict] = []
-    try:
+    with failure_recorded(run_id, JOB, inputs, home):
         snapshot = snapshot_task(config, run_id, home)
-        inputs = [ckpt.snapshot_dataset(snapshot)]
+        inputs.append(ckpt.snapshot_dataset(snapshot))
         emit_event("START", run_id, JOB, inputs=inputs, home=home, facets={"config": config.model_dump()})
         run_dir = None
         if resume:
@@ -173,12 +170,6 @@ def train_flow(algo: str, config_path: str | None = None, overrides: Sequence[st
         with progress_bar(show_progress, config.steps) as on_event:
             result = train_task(config, snapshot, run_dir, run_id, home, resume, on_event)
         manifest = record_task(result, run_id, home)
-    except BaseException as exc:
-        with connect(home) as con:
-            finish_run(con, run_id, "failed")
-        emit_event("FAIL", run_id, JOB, inputs=inputs, home=home,
-                   facets={"errorMessage": {"message": str(exc), "programmingLanguage": "python"}})
-        raise
     emit_event("COMPLETE", run_id, JOB, inputs=inputs,
                outputs=[ckpt.checkpoint_dataset(manifest, Path(result["path"]))], home=home)
     return {"checkpoint_id": result["checkpoint_id"], "path": result["path"], "snapshot_id": snapshot.snapshot_id,

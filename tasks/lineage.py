@@ -11,12 +11,13 @@ import os
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator
 
 import duckdb
 
 from tasks.settings import code_version, thumbs_home
-from tasks.warehouse import run_sql
+from tasks.warehouse import connect, run_sql
 
 NAMESPACE = "thumbs"
 PRODUCER = "https://github.com/thumbs-rlhf/thumbs"
@@ -86,3 +87,17 @@ def emit_event(
     finally:
         os.close(fd)
     return event
+
+
+@contextmanager
+def failure_recorded(run_id: str, job: str, inputs: list[dict], home: str | Path | None) -> Iterator[None]:
+    """Whatever stops the block (an error, Ctrl-C) marks the run failed and emits a FAIL
+    event with the inputs known by then (the block may append to `inputs`), then goes on."""
+    try:
+        yield
+    except BaseException as exc:
+        with connect(home) as con:
+            finish_run(con, run_id, "failed")
+        emit_event("FAIL", run_id, job, inputs=inputs, home=home,
+                   facets={"errorMessage": {"message": str(exc), "programmingLanguage": "python"}})
+        raise

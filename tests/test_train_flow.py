@@ -55,4 +55,7 @@ def test_train_flow_end_to_end(prefect_harness, home, shared_data, tiny_llama_di
     assert [e["eventType"] for e in ours] == ["START", "COMPLETE"]
     assert ours[1]["inputs"][0]["name"] == f"snapshots/{result['snapshot_id']}"
     assert ours[1]["outputs"][0]["name"] == f"checkpoints/{result['checkpoint_id']}"
-    assert [e["eventType"] for e in events(home) if e["run"]["runId"] != result["run_id"]] == ["START", "FAIL"]
+    failed = [e for e in events(home) if e["run"]["runId"] != result["run_id"]]
+    assert [e["eventType"] for e in failed] == ["START", "FAIL"]
+    assert failed[1]["inputs"] == failed[0]["inputs"]  # the FAIL names the snapshot the run had taken
+    assert "not a transformers model directory" in failed[1]["run"]["facets"]["errorMessage"]["message"]
