@@ -95,6 +95,7 @@ def route_thumbs(path: Path, scratch: Path) -> dict:
     with connect() as con:
         loaded = ingest_file(con, bind_source("hh"), path, "bench-1")
         ingested = time.perf_counter()
+        ingest_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         built = binarize(con, BinarizeConfig())
         counts = dict(con.execute(
             "SELECT 'pairs', count(*) FROM preference_pairs UNION ALL "
@@ -102,6 +103,7 @@ def route_thumbs(path: Path, scratch: Path) -> dict:
     return {
         "seconds": time.perf_counter() - started,
         "sections": {"ingest_file": ingested - started, "binarize": time.perf_counter() - ingested},
+        "ingest_ru_maxrss_mb": ingest_rss,
         "rows_read": loaded.rows_read, "rows_loaded": loaded.rows_loaded,
         "rows_duplicate": loaded.rows_duplicate, "rows_quarantined": loaded.rows_quarantined,
         "reasons": dict(loaded.reasons), "pairs_out": counts["pairs"], "labeled_out": counts["feedback"],
@@ -156,7 +158,7 @@ def run_child(args: argparse.Namespace) -> None:
 
 # --- driver -----------------------------------------------------------------
 
-def measure(route: str, path: Path, num_proc: int = 1) -> dict:
+def measure(route: str, path: Path, num_proc: int = 1, env: dict | None = None) -> dict:
     """Run one route in a fresh subprocess with a fresh scratch dir; sample its tree's RSS."""
     import psutil
 
@@ -166,7 +168,7 @@ def measure(route: str, path: Path, num_proc: int = 1) -> dict:
     command = [sys.executable, __file__, "--child", route, "--input", str(path),
                "--scratch", str(scratch), "--num-proc", str(num_proc)]
     started = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
     watched = psutil.Process(child.pid)
     peak_tree = 0
     while child.poll() is None:
@@ -175,7 +177,7 @@ def measure(route: str, path: Path, num_proc: int = 1) -> dict:
             peak_tree = max(peak_tree, sum(_rss(p) for p in tree))
         except psutil.NoSuchProcess:
             pass
-        time.sleep(0.05)
+        time.sleep(0.1)  # a few /proc reads per sample: cheap, and short peaks still show
     output = child.stdout.read()
     if child.returncode != 0:
         raise SystemExit(f"{route} route failed (exit {child.returncode})")
@@ -216,7 +218,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="50,000 pairs: a smoke run")
     parser.add_argument("--repeat", type=int, default=1, help="runs per route; the median is reported")
     parser.add_argument("--routes", default="thumbs,peer1,peer2",
-                        help="comma-separated subset of thumbs, peer1, peer2")
+                        help="comma-separated subset of thumbs, peer1, peer2, and thumbs-inproc "
+                             "(thumbs with parsing in-process, THUMBS_INGEST_WORKERS=0)")
     parser.add_argument("--child", choices=("thumbs", "peer"), help=argparse.SUPPRESS)
     parser.add_argument("--input", help=argparse.SUPPRESS)
     parser.add_argument("--scratch", help=argparse.SUPPRESS)
@@ -230,14 +233,15 @@ def main() -> None:
     print(f"input {path.name}: {pairs:,} pairs, {path.stat().st_size / 1e6:.0f} MB gzip; "
           f"load before: {os.getloadavg()[0]:.2f}; {json.dumps(versions())}", file=sys.stderr)
     wanted = args.routes.split(",")
-    plan = {"thumbs": ("thumbs (ingest_file+binarize)", "thumbs", 1),
-            "peer1": ("peer (datasets, num_proc=1)", "peer", 1),
-            "peer2": ("peer (datasets, num_proc=2)", "peer", 2)}
+    plan = {"thumbs": ("thumbs (ingest_file+binarize)", "thumbs", 1, {}),
+            "peer1": ("peer (datasets, num_proc=1)", "peer", 1, {}),
+            "peer2": ("peer (datasets, num_proc=2)", "peer", 2, {}),
+            "thumbs-inproc": ("thumbs, parse in-process", "thumbs", 1, {"THUMBS_INGEST_WORKERS": "0"})}
     runs: dict[str, list[dict]] = {plan[key][0]: [] for key in plan if key in wanted}
     for attempt in range(args.repeat):  # interleaved, so load drifts hit every route alike
         for key in wanted:
-            label, route, num_proc = plan[key]
-            result = measure(route, path, num_proc)
+            label, route, num_proc, env = plan[key]
+            result = measure(route, path, num_proc, env)
             runs[label].append(result)
             print(f"[{attempt + 1}/{args.repeat}] {label}: {result['seconds']:.1f} s, "
                   f"{result['peak_rss_mb']:.0f} MB, sections "

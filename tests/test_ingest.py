@@ -7,6 +7,7 @@ import csv
 import gzip
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -201,3 +202,45 @@ def test_log_user_ids_never_reach_the_warehouse(home, tmp_path):
     text = "\n".join(r[0] for r in stored)
     assert not [e for e in emails if e in text]
     assert text.count('"user": "u_') >= 19  # pseudonyms stand where the ids were
+
+
+def load_everything(home: Path, path: Path, source=None):
+    with connect(home) as con:
+        result = ingest_file(con, source or bind_source("hh"), path, "batch-1")
+        tables = {name: con.execute(f"SELECT * EXCLUDE (batch_id) FROM {name} ORDER BY row_number").fetchall()
+                  for name in ("raw.records", "staging.stg_hh__pairs", "quarantine")}
+    return result, tables
+
+
+def test_worker_processes_load_what_the_loader_loads_alone(tmp_path, shared_data, monkeypatch):
+    """Big files parse in worker processes: the same rows, order and accounting as in-process.
+    Small batches, so the file's rows spread over both workers and come back in order."""
+    import tasks.ingest
+
+    monkeypatch.setattr(tasks.ingest, "CHUNK_ROWS", 300)
+    path = shared_data / "hh-rlhf" / "helpful-base.test.jsonl.gz"
+    runs = {}
+    for workers in ("0", "2"):
+        monkeypatch.setenv("THUMBS_INGEST_WORKERS", workers)
+        runs[workers] = load_everything(tmp_path / f"home-{workers}", path)
+    (alone, alone_tables), (parallel, parallel_tables) = runs["0"], runs["2"]
+    assert alone.rows_read == 2354 and alone.reasons["chosen and rejected are identical"] == 2  # SOURCES.md
+    assert_accounted(alone)
+    assert parallel == alone
+    assert parallel_tables == alone_tables
+
+
+def failing_redactor(record):
+    raise ValueError("redactor bug")
+
+
+def test_failing_worker_is_a_one_line_error_and_changes_nothing(home, tmp_path, monkeypatch):
+    monkeypatch.setenv("THUMBS_INGEST_WORKERS", "2")
+    path = write_jsonl(tmp_path / "rows.jsonl", [GOOD, OTHER])
+    source = replace(bind_source("hh"), redact=failing_redactor)
+    with connect(home) as con:
+        before = table_counts(con)
+        with pytest.raises(ThumbsError, match="nothing loaded, ingest worker failed: ValueError: redactor bug") as err:
+            ingest_file(con, source, path, "batch-x")
+        assert table_counts(con) == before
+    assert "\n" not in str(err.value) and str(path) in str(err.value)

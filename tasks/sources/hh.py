@@ -65,17 +65,27 @@ def parse(record: Mapping[str, Any]) -> Iterable[Outcome]:
     return (Staged(TABLE, row_key, {"prompt": prompt, "chosen": chosen, "rejected": rejected}),)
 
 
-def first_difference(left: str, right: str) -> int:
+def first_difference(left: str, right: str, hint: int = 0) -> int:
     """Index of the first character where left and right differ (or the shorter length).
 
     Binary search over slice equality: each comparison is a C-level memcmp, so a
     row costs O(length) bytes compared in ~log2(length) Python steps instead of a
-    Python loop over every character.
+    Python loop over every character. `hint` is where the difference probably is
+    (for HH, just after the last assistant marker): checked first, it leaves a few
+    steps instead of a dozen. The answer does not depend on it.
     """
     shorter = min(len(left), len(right))
-    if left[:shorter] == right[:shorter]:
-        return shorter
-    equal_up_to, differs_before = 0, shorter  # left[:equal_up_to] equal; left[:differs_before] not
+    hint = min(max(hint, 0), shorter)
+    if not left.startswith(right[:hint]):
+        equal_up_to, differs_before = 0, hint  # left[:equal_up_to] equal; left[:differs_before] not
+    else:
+        window = min(hint + 32, shorter)
+        if left[hint:window] != right[hint:window]:
+            equal_up_to, differs_before = hint, window
+        elif left[window:shorter] == right[window:shorter]:
+            return shorter
+        else:
+            equal_up_to, differs_before = window, shorter
     while differs_before - equal_up_to > 1:
         middle = (equal_up_to + differs_before) // 2
         if left[equal_up_to:middle] == right[equal_up_to:middle]:
@@ -92,7 +102,8 @@ def final_turn_start(chosen_text: str, rejected_text: str) -> int:
     divergence: a second "\\n\\nAssistant:" with no human turn between belongs to
     the same turn (the model wrote it; harmless-base 763 has one in its history).
     """
-    divergence = first_difference(chosen_text, rejected_text)
+    divergence = first_difference(chosen_text, rejected_text,
+                                  hint=chosen_text.rfind(ASSISTANT_MARKER) + len(ASSISTANT_MARKER))
     last_human = chosen_text.rfind(HUMAN_MARKER, 0, divergence)
     if last_human == -1:
         if HUMAN_MARKER not in chosen_text or HUMAN_MARKER not in rejected_text:
