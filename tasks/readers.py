@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import orjson  # installed with prefect
+
 from tasks.settings import ThumbsError
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -205,6 +207,24 @@ def decode_line(data: bytes) -> tuple[str, str | None]:
 
 
 def parse_json_object(text: str) -> tuple[dict[str, Any] | None, str | None]:
+    # orjson decodes a row in a fraction of json's time. Its result is kept when it
+    # must equal json's: an object of texts, whole numbers, booleans and nulls
+    # (orjson reads an integer past 64 bits as a float). Anything else, and what
+    # it rejects (NaN, a lone surrogate escape, bad JSON), json decodes or words
+    # the error for, as before.
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return _parse_json_object_slowly(text)
+    if type(value) is dict and all(type(v) in _PLAIN for v in value.values()):
+        return value, None
+    return _parse_json_object_slowly(text)
+
+
+_PLAIN = {str, int, bool, type(None)}
+
+
+def _parse_json_object_slowly(text: str) -> tuple[dict[str, Any] | None, str | None]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:

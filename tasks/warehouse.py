@@ -6,6 +6,7 @@ binds its parameters; it never builds SQL text from values.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,9 +14,12 @@ from typing import Any, Iterator
 
 import duckdb
 
-from tasks.settings import WAREHOUSE_SQL, ThumbsError, thumbs_home
+from tasks.settings import WAREHOUSE_SQL, ThumbsError, first_line, thumbs_home
 
 WAREHOUSE_FILE = "warehouse.duckdb"
+# DuckDB's own default is 80% of RAM, and it keeps what it may: a 1M-pair ingest
+# and binarize reached 8 GB. Past the limit it spills to disk, a little slower.
+DEFAULT_MEMORY = "512MB"
 
 
 def warehouse_path(home: str | Path | None = None) -> Path:
@@ -47,13 +51,24 @@ def rollback(con: duckdb.DuckDBPyConnection) -> None:
         pass
 
 
+def duckdb_config(path: Path) -> dict[str, str]:
+    """Memory limit ($THUMBS_DUCKDB_MEMORY, e.g. '2GB') and where DuckDB spills past it:
+    next to the warehouse file, which only one process at a time writes."""
+    return {"memory_limit": os.environ.get("THUMBS_DUCKDB_MEMORY") or DEFAULT_MEMORY,
+            "temp_directory": str(path.with_name(path.name + ".tmp"))}
+
+
 def _open(path: Path, read_only: bool, wait_seconds: float) -> duckdb.DuckDBPyConnection:
     # DuckDB allows one writer process per file. A second writer waits here for
     # the first to finish rather than failing a nightly run on a transient lock.
     deadline = time.monotonic() + wait_seconds
+    config = duckdb_config(path)
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            return duckdb.connect(str(path), read_only=read_only, config=config)
+        except duckdb.ParserException as exc:  # of the settings, only a memory limit can fail to parse
+            raise ThumbsError(f"THUMBS_DUCKDB_MEMORY: {first_line(exc)} "
+                              f"(got '{config['memory_limit']}')") from exc
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower():
                 raise ThumbsError(f"{path}: cannot open the warehouse ({exc})") from exc

@@ -244,3 +244,18 @@ def test_failing_worker_is_a_one_line_error_and_changes_nothing(home, tmp_path, 
             ingest_file(con, source, path, "batch-x")
         assert table_counts(con) == before
     assert "\n" not in str(err.value) and str(path) in str(err.value)
+
+
+def test_duckdb_memory_is_limited_and_configurable(tmp_path, monkeypatch):
+    monkeypatch.delenv("THUMBS_DUCKDB_MEMORY", raising=False)
+    with connect(tmp_path) as con:
+        limit, spill = con.execute(
+            "SELECT current_setting('memory_limit'), current_setting('temp_directory')").fetchone()
+    assert limit == "488.2 MiB" and spill == str(tmp_path / "warehouse.duckdb.tmp")  # 512 MB
+    monkeypatch.setenv("THUMBS_DUCKDB_MEMORY", "2GB")
+    with connect(tmp_path) as con:
+        assert con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == "1.8 GiB"
+    monkeypatch.setenv("THUMBS_DUCKDB_MEMORY", "lots")
+    with pytest.raises(ThumbsError, match="THUMBS_DUCKDB_MEMORY.*'lots'"):
+        with connect(tmp_path):
+            pass

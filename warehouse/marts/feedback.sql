@@ -3,6 +3,7 @@
 -- rejected in another; log replies rated by several users) gets the label of its
 -- net vote; a tie carries no signal and is left out (counted by
 -- `thumbs binarize` as tied completions). pair_id: the smallest id of the pairs that voted the winning way.
+-- feedback_id and split sit in one SELECT list, so the prompt's JSON, which both hash, is made once.
 CREATE OR REPLACE TABLE feedback AS
 WITH tallied AS (
     SELECT source, prompt, completion,
