@@ -14,7 +14,9 @@ Algo = Literal["kto", "dpo", "ipo", "slic", "sft", "csft"]
 
 # Fields that change how a run executes but not what it learns: a run may be
 # resumed with different values of these (e.g. on another device).
-RUNTIME_FIELDS = frozenset({"device", "save_every", "eval_every", "eval_batches", "reference_batch_size"})
+# gradient_checkpointing only trades memory for time: the recomputed activations are the same.
+RUNTIME_FIELDS = frozenset({"device", "save_every", "eval_every", "eval_batches", "reference_batch_size",
+                            "gradient_checkpointing"})
 
 
 class TrainConfig(BaseModel):
@@ -37,7 +39,11 @@ class TrainConfig(BaseModel):
     max_grad_norm: float = Field(1.0, gt=0)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    packing: bool = Field(False, description="one padding-free row per forward instead of a padded batch")
+    packing: bool = Field(True, description="one padding-free row per forward, each shared prompt forwarded once; "
+                                            "False = a padded batch (the straightforward path)")
+    gradient_checkpointing: bool = Field(
+        True, description="keep only each decoder layer's input and recompute the layer in the backward: "
+                          "a fraction of the activation memory for ~1/3 more compute")
 
     # Data.
     sources: list[str] | None = Field(None, description="None = every source in the warehouse")

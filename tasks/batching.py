@@ -13,6 +13,14 @@ Batches come in two forms, both consumed by tasks/logprobs.py:
   boundaries and builds a block-diagonal causal mask (sdpa and eager), or varlen
   flash-attention, provided attention_mask is None and use_cache is False (with a
   KV cache it silently attends across sequences). No padding is computed at all.
+  tasks/logprobs.py goes further and runs attention group by group (`groups`), so
+  a [T, T] mask is never applied.
+
+With share_prompts, sequences that have the same prompt (a pair's chosen and
+rejected; KTO rows from one pair) form one group: the prompt once, then each
+reply, every reply positioned right after the prompt (position_ids) and attending
+to the prompt and to itself only. Their log-probs are those of separate
+sequences; the prompt's layers just run once instead of once per reply.
 """
 from __future__ import annotations
 
@@ -148,27 +156,46 @@ class PaddedBatch:
         return PaddedBatch(*(t.to(device) for t in (self.input_ids, self.attention_mask, self.completion_mask)))
 
 
+@dataclass(frozen=True)
+class Group:
+    """Attention within a packed row: `trunk` tokens from `start` attend causally among
+    themselves; each branch (laid out after the trunk, one after another) attends to
+    the whole trunk and causally to itself, never to another branch."""
+
+    start: int
+    trunk: int
+    branches: tuple[int, ...] = ()
+
+
 @dataclass
 class PackedBatch:
     input_ids: torch.Tensor  # [1, T] long, sequences back to back
-    position_ids: torch.Tensor  # [1, T] long, restarting at 0 per sequence
-    completion_mask: torch.Tensor  # [1, T] bool
-    cu_seqlens: torch.Tensor  # [n + 1] int32 sequence starts (flash-attention varlen layout)
-
-    @property
-    def n_sequences(self) -> int:
-        return self.cu_seqlens.numel() - 1
+    position_ids: torch.Tensor  # [1, T] long, restarting at 0 per sequence (per branch: after its trunk)
+    completion_mask: torch.Tensor  # [1, T] bool: completion tokens
+    cu_seqlens: torch.Tensor  # [g + 1] int32 group starts (without shared prompts: sequence starts, varlen layout)
+    groups: tuple[Group, ...]
+    # Scored tokens, in sequence order: hidden state at predictor[i] predicts token target[i] of
+    # sequence scored_sequence[i]. Usually predictor = position - 1; a branch's first token
+    # is predicted from the end of its trunk.
+    predictor: torch.Tensor  # [N] long
+    target: torch.Tensor  # [N] long
+    scored_sequence: torch.Tensor  # [N] long
+    n_sequences: int
 
     @property
     def sequence_index(self) -> torch.Tensor:
-        """[1, T] which sequence each token belongs to."""
+        """[1, T] which sequence each token belongs to (packed without shared prompts only)."""
+        if any(group.branches for group in self.groups):
+            raise ValueError("a shared prompt belongs to several sequences")
         lengths = self.cu_seqlens.diff().to(torch.long)
         ids = torch.arange(self.n_sequences, device=lengths.device).repeat_interleave(lengths)
         return ids.unsqueeze(0)
 
     def to(self, device: torch.device) -> PackedBatch:
-        return PackedBatch(*(t.to(device) for t in
-                             (self.input_ids, self.position_ids, self.completion_mask, self.cu_seqlens)))
+        moved = {name: getattr(self, name).to(device) for name in
+                 ("input_ids", "position_ids", "completion_mask", "cu_seqlens", "predictor", "target",
+                  "scored_sequence")}
+        return PackedBatch(groups=self.groups, n_sequences=self.n_sequences, **moved)
 
 
 def _check(sequences: Sequence[Encoded]) -> None:
@@ -196,13 +223,53 @@ def pad(sequences: Sequence[Encoded], pad_token_id: int) -> PaddedBatch:
     return PaddedBatch(input_ids, attention_mask, completion_mask)
 
 
-def pack(sequences: Sequence[Encoded]) -> PackedBatch:
-    """All sequences in one row, for a padding-free forward (see the module docstring)."""
+def pack(sequences: Sequence[Encoded], share_prompts: bool = False) -> PackedBatch:
+    """All sequences in one row, for a padding-free forward (see the module docstring);
+    with share_prompts, each distinct prompt once, followed by its replies."""
     _check(sequences)
-    lengths = [len(s.input_ids) for s in sequences]
-    input_ids = torch.tensor([t for s in sequences for t in s.input_ids], dtype=torch.long)
-    position_ids = torch.cat([torch.arange(n) for n in lengths])
-    completion_mask = torch.tensor([m for s in sequences for m in s.completion_mask], dtype=torch.bool)
-    cu_seqlens = torch.zeros(len(lengths) + 1, dtype=torch.int32)
-    cu_seqlens[1:] = torch.tensor(lengths).cumsum(0)
-    return PackedBatch(input_ids[None], position_ids[None], completion_mask[None], cu_seqlens)
+    members: dict[tuple[int, ...], list[int]] = {}
+    for index, seq in enumerate(sequences):
+        key = tuple(seq.input_ids[:seq.prompt_length]) if share_prompts else (index,)
+        members.setdefault(key, []).append(index)
+    input_ids: list[int] = []
+    positions: list[int] = []
+    completion: list[bool] = []
+    groups: list[Group] = []
+    scored: list[tuple[int, int, int]] = []  # (sequence, predictor, target)
+    for indices in members.values():
+        start = len(input_ids)
+        if len(indices) == 1:  # a whole sequence, causal: the plain packed layout
+            seq = sequences[indices[0]]
+            input_ids += seq.input_ids
+            positions += range(len(seq.input_ids))
+            completion += seq.completion_mask
+            scored += [(indices[0], start + t - 1, seq.input_ids[t]) for t in range(seq.prompt_length,
+                                                                                      len(seq.input_ids))]
+            groups.append(Group(start, len(seq.input_ids)))
+            continue
+        prompt_length = sequences[indices[0]].prompt_length
+        input_ids += sequences[indices[0]].input_ids[:prompt_length]
+        positions += range(prompt_length)
+        completion += [False] * prompt_length
+        for index in indices:
+            reply = sequences[index].input_ids[prompt_length:]
+            branch_start = len(input_ids)
+            input_ids += reply
+            positions += range(prompt_length, prompt_length + len(reply))
+            completion += [True] * len(reply)
+            predictors = [start + prompt_length - 1] + list(range(branch_start, branch_start + len(reply) - 1))
+            scored += [(index, p, token) for p, token in zip(predictors, reply)]
+        groups.append(Group(start, prompt_length, tuple(sequences[i].completion_length for i in indices)))
+    scored.sort(key=lambda item: item[0])  # stable: each sequence's tokens stay in order
+    starts = [g.start for g in groups] + [len(input_ids)]
+    return PackedBatch(
+        input_ids=torch.tensor([input_ids], dtype=torch.long),
+        position_ids=torch.tensor([positions], dtype=torch.long),
+        completion_mask=torch.tensor([completion], dtype=torch.bool),
+        cu_seqlens=torch.tensor(starts, dtype=torch.int32),
+        groups=tuple(groups),
+        predictor=torch.tensor([p for _, p, _ in scored], dtype=torch.long),
+        target=torch.tensor([t for _, _, t in scored], dtype=torch.long),
+        scored_sequence=torch.tensor([s for s, _, _ in scored], dtype=torch.long),
+        n_sequences=len(sequences),
+    )

@@ -49,9 +49,8 @@ import torch
 from schemas.nightly import EvaluationSettings
 from schemas.train import TrainConfig
 from tasks import reference_cache
-from tasks.batching import ChatEncoder, Encoded, pad, truncate
+from tasks.batching import ChatEncoder, Encoded, truncate
 from tasks.checkpoints import MANIFEST, read_manifest
-from tasks.logprobs import sequence_logps
 from tasks.models import autocast_context, load_policy, load_tokenizer, pick_device, resolve_model, weights_sha256
 from tasks.settings import ThumbsError
 from tasks.snapshots import Snapshot
@@ -117,20 +116,12 @@ def eval_prompts(snapshot: Snapshot, count: int) -> list[list[dict]]:
 
 # --- scoring and sampling -------------------------------------------------------------------
 
-def score_sequences(model, sequences: Mapping[str, Encoded], *, device: torch.device, batch_size: int,
-                    pad_token_id: int) -> dict[str, float]:
-    """Summed completion log-probs, batched in the order the reference cache uses
-    (longest first, then key), so policy and reference see the same padded batches
-    whenever they score the same set: a model scored against itself then gives 0 exactly."""
-    keys = sorted(sequences, key=lambda k: (-len(sequences[k].input_ids), k))
-    logps: dict[str, float] = {}
-    with torch.no_grad():
-        for start in range(0, len(keys), batch_size):
-            chunk = keys[start: start + batch_size]
-            with autocast_context(device):
-                summed, _ = sequence_logps(model, pad([sequences[k] for k in chunk], pad_token_id).to(device))
-            logps.update(zip(chunk, summed.float().cpu().tolist()))
-    return logps
+def score_sequences(model, sequences: Mapping[str, Encoded], *, device: torch.device,
+                    batch_size: int) -> dict[str, float]:
+    """Summed completion log-probs, in the packed forwards the reference cache uses, so
+    policy and reference see the same batches whenever they score the same set: a model
+    scored against itself then gives 0 exactly."""
+    return reference_cache.score(model, sequences, device=device, batch_size=batch_size)
 
 
 def generate(model, prompt: list[int], *, device: torch.device, max_new_tokens: int, eos_token_id: int,
@@ -243,8 +234,7 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, *, home: str | Path | None, 
         say(f"generated in {time.perf_counter() - started:.1f}s; scoring {len(pair_seqs) + len(sampled)} sequences")
         sample_keys = [sample_key(s) for s in sampled]
         needed = {**pair_seqs, **dict(zip(sample_keys, sampled))}
-        policy = score_sequences(model, needed, device=target, batch_size=batch_size,
-                                 pad_token_id=tokenizer.pad_token_id)
+        policy = score_sequences(model, needed, device=target, batch_size=batch_size)
     finally:
         del model  # freed before the reference is loaded: never two models at once
         gc.collect()
@@ -257,8 +247,7 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, *, home: str | Path | None, 
         tokenizer=reference_cache.tokenizer_digest(tokenizer), text_format="plain",
         precision=reference_cache.precision_of(target))
     cached = reference_cache.reference_logps(needed, reference_dir=reference_dir, key=key, material=material,
-                                             device=target, batch_size=batch_size,
-                                             pad_token_id=tokenizer.pad_token_id, home=home)
+                                             device=target, batch_size=batch_size, home=home)
     reference = cached.logps
 
     def reward(k: str) -> float:

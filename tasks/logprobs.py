@@ -12,42 +12,91 @@ and gradients), whatever the batch.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
+from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+from transformers.modeling_utils import AttentionInterface
 
-from tasks.batching import PackedBatch, PaddedBatch
+from tasks.batching import Group, PackedBatch, PaddedBatch
 
 DEFAULT_CHUNK_SIZE = 512
+GROUP_ATTENTION = "thumbs_groups"
+
+
+def group_attention(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                    attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+                    packed_groups: tuple[Group, ...] | None = None, **kwargs) -> tuple[torch.Tensor, None]:
+    """transformers attention for packed rows, one group (tasks.batching.Group) at a time:
+    a packed row of T tokens costs the sum of its groups' attention instead of T x T
+    masked attention, and branches see their shared prompt. Without `packed_groups`
+    (padded batches, generation) it is transformers' sdpa attention, mask and all."""
+    if packed_groups is None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    # Grouped-query attention: repeat the key/value heads once for the whole row
+    # (on CPU faster than sdpa's enable_gqa).
+    repeats = query.shape[1] // key.shape[1]
+    key, value = repeat_kv(key, repeats), repeat_kv(value, repeats)
+    pieces = []
+    for group in packed_groups:
+        first = group.branches[0] if group.branches else 0
+        end = group.start + group.trunk + first
+        pieces.append(F.scaled_dot_product_attention(
+            query[:, :, group.start:end], key[:, :, group.start:end], value[:, :, group.start:end],
+            dropout_p=dropout, scale=scaling, is_causal=True))
+        trunk = slice(group.start, group.start + group.trunk)
+        for length in group.branches[1:]:
+            if length == 0:
+                continue
+            branch = slice(end, end + length)
+            # The branch sees the whole trunk, and its own earlier tokens.
+            mask = torch.ones(length, group.trunk + length, dtype=torch.bool, device=query.device)
+            mask[:, group.trunk:] = torch.ones(length, length, dtype=torch.bool, device=query.device).tril()
+            pieces.append(F.scaled_dot_product_attention(
+                query[:, :, branch], torch.cat([key[:, :, trunk], key[:, :, branch]], dim=2),
+                torch.cat([value[:, :, trunk], value[:, :, branch]], dim=2),
+                attn_mask=mask, dropout_p=dropout, scale=scaling))
+            end += length
+    return torch.cat(pieces, dim=2).transpose(1, 2).contiguous(), None
+
+
+# Registered under its own name, with sdpa's mask builder so padded batches keep their
+# masks; models.load_policy selects it.
+AttentionInterface.register(GROUP_ATTENTION, group_attention)
+AttentionMaskInterface.register(GROUP_ATTENTION, sdpa_mask)
 
 
 def decoder_hidden_states(model, batch: PaddedBatch | PackedBatch) -> torch.Tensor:
     """Final hidden states [B, L, H] (after the last norm), without calling lm_head.
 
     use_cache=False matters for packed batches: with a KV cache, transformers skips its
-    position_ids-based sequence separation and tokens attend across sequences.
+    position_ids-based sequence separation and tokens attend across sequences. A model
+    whose attention is group_attention gets the packed row's groups (other attention
+    implementations get transformers' block-diagonal mask; shared prompts need groups).
     """
     decoder = model.get_decoder()
     if isinstance(batch, PackedBatch):
+        groups = {"packed_groups": batch.groups} if model.config._attn_implementation == GROUP_ATTENTION else {}
+        if not groups and any(group.branches for group in batch.groups):
+            raise ValueError(f"shared prompts need attn_implementation={GROUP_ATTENTION!r}")
         out = decoder(input_ids=batch.input_ids, position_ids=batch.position_ids,
-                      attention_mask=None, use_cache=False)
+                      attention_mask=None, use_cache=False, **groups)
     else:
         out = decoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
     return out.last_hidden_state
 
 
 def _targets(batch: PaddedBatch | PackedBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(positions predicting a completion token [N, 2] as (row, col) of hidden states,
+    """(positions predicting a completion token [2, N] as (row, col) of hidden states,
     the token each predicts [N], and the sequence it belongs to [N])."""
-    # Position t predicts token t+1. In a packed row the last token of one sequence
-    # "predicts" the next sequence's first token, but that is a prompt token (first
-    # tokens are always prompt tokens: batching._check), so it is never selected.
+    if isinstance(batch, PackedBatch):
+        return torch.stack([torch.zeros_like(batch.predictor), batch.predictor]), batch.target, batch.scored_sequence
+    # Position t predicts token t+1.
     scored = batch.completion_mask[:, 1:]
     rows, cols = scored.nonzero(as_tuple=True)
     tokens = batch.input_ids[:, 1:][rows, cols]
-    if isinstance(batch, PackedBatch):
-        sequence = batch.sequence_index[:, 1:][rows, cols]
-    else:
-        sequence = rows
-    return torch.stack([rows, cols]), tokens, sequence
+    return torch.stack([rows, cols]), tokens, rows
 
 
 def _chunk_logps(lm_head: torch.nn.Module, hidden: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:

@@ -199,12 +199,25 @@ def load_tokenizer(path: Path):
     return tokenizer
 
 
-def load_policy(path: Path, device: torch.device, dtype: torch.dtype = torch.float32):
+def load_policy(path: Path, device: torch.device, dtype: torch.dtype = torch.float32, *,
+                gradient_checkpointing: bool = False):
     """Weights stay float32 on every device: on CUDA, bf16 comes from autocast_context,
-    which keeps float32 master weights for the optimizer."""
+    which keeps float32 master weights for the optimizer. Attention is
+    logprobs.group_attention: sdpa for padded batches and generation, group by group
+    for packed rows.
+
+    gradient_checkpointing: in train mode with gradients on, each decoder layer keeps
+    only its input and is run again in the backward (non-reentrant torch checkpoint,
+    so a packed row's groups reach the recomputed attention as they did the first time).
+    Activations then cost one hidden state per token and layer instead of every
+    intermediate (MLP, attention, norms): most of a training step's memory."""
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    from tasks.logprobs import GROUP_ATTENTION
+
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=GROUP_ATTENTION)
+    if gradient_checkpointing:
+        model.activation_checkpointing_enable({"use_reentrant": False})
     return model.to(device)
 
 
@@ -222,9 +235,16 @@ def pick_device(pref: str = "auto") -> torch.device:
     raise ThumbsError(f"device={pref}: expected auto, cpu or cuda")
 
 
-def autocast_context(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA; plain float32 on CPU, where bf16 matmuls ran ~400x slower
-    on our machines (docs/environment.md)."""
+def compute_dtype(device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of forwards on `device`: bf16 on CUDA; None (plain float32) on
+    CPU, where bf16 matmuls ran ~400x slower on our machines (docs/environment.md)."""
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+        return torch.bfloat16
+    return None
+
+
+def autocast_context(device: torch.device) -> contextlib.AbstractContextManager:
+    dtype = compute_dtype(device)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)

@@ -31,12 +31,12 @@ from typing import Callable, Mapping
 
 import torch
 
-from tasks.batching import Encoded, pad
+from tasks.batching import Encoded, pack
 from tasks.logprobs import sequence_logps
 from tasks.models import autocast_context, load_policy, weights_sha256
 from tasks.settings import ThumbsError, thumbs_home
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: packed forwards with shared prompts (last float32 digits differ from 1)
 
 # How many times a reference model was loaded in this process: tests assert a
 # cache hit loads none.
@@ -105,38 +105,64 @@ def _write_atomically(path: Path, payload: dict) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def plan_packs(sequences: Mapping[str, Encoded], batch_size: int) -> list[list[str]]:
+    """The reference forwards: lists of keys, at most `batch_size` sequences each unless
+    one prompt alone has more, a prompt's sequences always in the same forward so that
+    pack(share_prompts=True) runs the prompt once for all of them (a KTO row's prompt
+    serves its completion and its KL rows; a pair's, chosen and rejected). Largest
+    prompt groups first: an out-of-memory error shows up on the first forward, not
+    after an hour."""
+    by_prompt: dict[tuple[int, ...], list[str]] = {}
+    for key in sorted(sequences):
+        encoded = sequences[key]
+        by_prompt.setdefault(tuple(encoded.input_ids[:encoded.prompt_length]), []).append(key)
+    groups = sorted(by_prompt.values(), key=lambda keys: (-sum(len(sequences[k].input_ids) for k in keys), keys))
+    packs: list[list[str]] = []
+    for keys in groups:
+        if packs and len(packs[-1]) + len(keys) <= batch_size:
+            packs[-1] += keys
+        else:
+            packs.append(list(keys))
+    return packs
+
+
+def score(model, sequences: Mapping[str, Encoded], *, device: torch.device, batch_size: int,
+          on_batch: Callable[[int, int], None] | None = None) -> dict[str, float]:
+    """Summed completion log-probs of `sequences` under `model`, forward-only, packed as
+    plan_packs lays them out (no padding computed, each prompt forwarded once). The
+    evaluation scores its policy with this too: the same sequences in the same packs
+    give bit-identical log-probs, so a model scored against itself gives 0 exactly."""
+    logps: dict[str, float] = {}
+    with torch.no_grad():
+        for keys in plan_packs(sequences, batch_size):
+            batch = pack([sequences[k] for k in keys], share_prompts=True).to(device)
+            with autocast_context(device):
+                summed, _ = sequence_logps(model, batch)
+            logps.update(zip(keys, summed.float().cpu().tolist()))
+            if on_batch:
+                on_batch(len(logps), len(sequences))
+    return logps
+
+
 def _compute(reference_dir: Path, sequences: Mapping[str, Encoded], *, device: torch.device, batch_size: int,
-             pad_token_id: int, on_batch: Callable[[int, int], None] | None) -> dict[str, float]:
+             on_batch: Callable[[int, int], None] | None) -> dict[str, float]:
     global REFERENCE_LOADS
     REFERENCE_LOADS += 1
     model = load_policy(reference_dir, device)
     model.eval()
     model.requires_grad_(False)
-    # Longest first and in length order: batches hold similar lengths (little padding),
-    # and an out-of-memory error shows up on the first batch, not after an hour.
-    keys = sorted(sequences, key=lambda k: (-len(sequences[k].input_ids), k))
-    logps: dict[str, float] = {}
     try:
-        with torch.no_grad():
-            for start in range(0, len(keys), batch_size):
-                chunk = keys[start: start + batch_size]
-                batch = pad([sequences[k] for k in chunk], pad_token_id).to(device)
-                with autocast_context(device):
-                    summed, _ = sequence_logps(model, batch)
-                logps.update(zip(chunk, summed.float().cpu().tolist()))
-                if on_batch:
-                    on_batch(min(start + batch_size, len(keys)), len(keys))
+        return score(model, sequences, device=device, batch_size=batch_size, on_batch=on_batch)
     finally:
         # Freed here, before the caller loads the policy: the two never share memory.
         del model
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    return logps
 
 
 def reference_logps(sequences: Mapping[str, Encoded], *, reference_dir: Path, key: str, material: dict,
-                    device: torch.device, batch_size: int, pad_token_id: int, home: str | Path | None = None,
+                    device: torch.device, batch_size: int, home: str | Path | None = None,
                     on_batch: Callable[[int, int], None] | None = None) -> CacheResult:
     """log πref for every sequence in `sequences`, from the cache where present.
 
@@ -147,8 +173,7 @@ def reference_logps(sequences: Mapping[str, Encoded], *, reference_dir: Path, ke
     cached = _read(path, material)
     missing = {k: enc for k, enc in sequences.items() if k not in cached}
     if missing:
-        cached.update(_compute(reference_dir, missing, device=device, batch_size=batch_size,
-                               pad_token_id=pad_token_id, on_batch=on_batch))
+        cached.update(_compute(reference_dir, missing, device=device, batch_size=batch_size, on_batch=on_batch))
         _write_atomically(path, {"material": material, "logps": cached})
     bad = [k for k in sequences if not torch.isfinite(torch.tensor(cached[k]))]
     if bad:
@@ -167,8 +192,7 @@ def for_run(sequences: Mapping[str, Encoded], *, reference_dir: Path, reference_
                               max_length=max_length, tokenizer=tokenizer_digest(tokenizer),
                               text_format=text_format, precision=precision_of(device))
     result = reference_logps(sequences, reference_dir=reference_dir, key=key, material=material, device=device,
-                             batch_size=batch_size, pad_token_id=tokenizer.pad_token_id, home=home,
-                             on_batch=on_batch)
+                             batch_size=batch_size, home=home, on_batch=on_batch)
     info = {"name": reference_name, "path": str(reference_dir), "weights_sha256": material["reference_sha256"],
             "cache_key": key, "cache": "hit" if result.computed == 0 else "miss", "computed": result.computed,
             "seconds": round(time.perf_counter() - started, 2)}

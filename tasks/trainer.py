@@ -156,7 +156,7 @@ def distributed_kl_mean(local: torch.Tensor) -> torch.Tensor:
 
 def policy_logps(model, encoded: list[Encoded], device: torch.device, packing: bool,
                  pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    batch = pack(encoded) if packing else pad(encoded, pad_token_id)
+    batch = pack(encoded, share_prompts=True) if packing else pad(encoded, pad_token_id)
     with autocast_context(device):
         return sequence_logps(model, batch.to(device))
 
@@ -203,6 +203,41 @@ def mean_metrics(items: list[dict[str, float]]) -> dict[str, float]:
     return {k: sum(i[k] for i in items if k in i) / sum(1 for i in items if k in i) for k in keys}
 
 
+@dataclass
+class StepDone:
+    metrics: dict[str, float]  # averaged over the step's micro-batches
+    grad_norm: float
+    examples: int
+    tokens: int  # of the sequences scored, padding excluded
+
+
+def train_step(model, optimizer: torch.optim.Optimizer, micro_batches: list[MicroBatch], seqs: Sequences,
+               spec: LossSpec, reference: dict[str, float], hyper: dict[str, Any], config: TrainConfig,
+               device: torch.device, pad_token_id: int, step: int) -> StepDone:
+    """One optimizer step: forward and backward over `micro_batches` (gradients
+    accumulated), clipping, the update. Refuses to update on a non-finite loss or norm."""
+    micro_metrics, tokens, examples = [], 0, 0
+    for micro in micro_batches:
+        inputs, n_tokens = loss_inputs(model, micro, seqs, spec, reference, hyper, device, config.packing,
+                                       pad_token_id)
+        loss, metrics = spec.call(inputs)
+        if not torch.isfinite(loss):
+            raise ThumbsError(f"step {step}: the {config.algo} loss is {float(loss)} (not finite); stopped "
+                              f"before updating the weights. Lower lr (now {config.lr}) or beta, or check the data")
+        (loss / len(micro_batches)).backward()
+        micro_metrics.append({"loss": float(loss.detach()), **metrics})
+        tokens, examples = tokens + n_tokens, examples + len(micro.rows)
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+    if not torch.isfinite(grad_norm):
+        raise ThumbsError(f"step {step}: the gradient norm is {float(grad_norm)} (not finite); stopped before "
+                          f"updating the weights. Lower lr (now {config.lr}) or beta, or check the data")
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize()  # honest timings: wait for the queued kernels
+    return StepDone(mean_metrics(micro_metrics), float(grad_norm), examples, tokens)
+
+
 def evaluate(model, plan: list[MicroBatch], seqs: Sequences, spec: LossSpec, reference: dict[str, float],
              hyper: dict[str, Any], device: torch.device, packing: bool, pad_token_id: int) -> dict[str, float]:
     model.eval()
@@ -230,7 +265,8 @@ def make_optimizer(model, config: TrainConfig, device: torch.device) -> torch.op
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=config.lr, fused=device.type == "cuda")
+    # Fused: one kernel per parameter group instead of a loop of small ops (CPU and CUDA).
+    return torch.optim.AdamW(groups, lr=config.lr, fused=device.type in ("cpu", "cuda"))
 
 
 def final_metrics(history: list[dict[str, Any]]) -> dict[str, float]:
@@ -329,8 +365,9 @@ def train(config: TrainConfig, snapshot: Snapshot, run_dir: Path, *, home: str |
             batch_size=config.reference_batch_size, home=home,
             on_batch=lambda done, total: emit({"event": "reference", "done": done, "total": total}))
 
-    # Policy, optimizer (AdamW, fused on CUDA), warmup + cosine schedule.
-    model = load_policy(model_dir, device)
+    # Policy (decoder layers recomputed in the backward unless gradient_checkpointing is off),
+    # optimizer (fused AdamW), warmup + cosine schedule.
+    model = load_policy(model_dir, device, gradient_checkpointing=config.gradient_checkpointing)
     model.train()
     optimizer = make_optimizer(model, config, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
@@ -357,31 +394,14 @@ def train(config: TrainConfig, snapshot: Snapshot, run_dir: Path, *, home: str |
     session_start = time.perf_counter()
     for step in range(start_step + 1, config.steps + 1):
         step_start = time.perf_counter()
-        micro_metrics, tokens, examples = [], 0, 0
-        for micro in train_plan[(step - 1) * config.grad_accum: step * config.grad_accum]:
-            inputs, n_tokens = loss_inputs(model, micro, train_seqs, spec, reference, hyper, device,
-                                           config.packing, pad_id)
-            loss, metrics = spec.call(inputs)
-            if not torch.isfinite(loss):
-                raise ThumbsError(f"step {step}: the {config.algo} loss is {float(loss)} (not finite); stopped "
-                                  f"before updating the weights. Lower lr (now {config.lr}) or beta, or check the data")
-            (loss / config.grad_accum).backward()
-            micro_metrics.append({"loss": float(loss.detach()), **metrics})
-            tokens, examples = tokens + n_tokens, examples + len(micro.rows)
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-        if not torch.isfinite(grad_norm):
-            raise ThumbsError(f"step {step}: the gradient norm is {float(grad_norm)} (not finite); stopped before "
-                              f"updating the weights. Lower lr (now {config.lr}) or beta, or check the data")
         lr = scheduler.get_last_lr()[0]
-        optimizer.step()
+        done = train_step(model, optimizer, train_plan[(step - 1) * config.grad_accum: step * config.grad_accum],
+                          train_seqs, spec, reference, hyper, config, device, pad_id, step)
         scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize()  # honest timings: wait for the queued kernels
         step_time = time.perf_counter() - step_start
         elapsed = elapsed_before + time.perf_counter() - session_start
-        record = {"step": step, **mean_metrics(micro_metrics), "lr": lr, "grad_norm": float(grad_norm),
-                  "samples_per_s": examples / step_time, "tokens_per_s": tokens / step_time,
+        record = {"step": step, **done.metrics, "lr": lr, "grad_norm": done.grad_norm,
+                  "samples_per_s": done.examples / step_time, "tokens_per_s": done.tokens / step_time,
                   "step_time": step_time, "elapsed": elapsed}
         if eval_plan and ((config.eval_every and step % config.eval_every == 0) or step == config.steps):
             record.update(evaluate(model, eval_plan, eval_seqs, spec, reference, hyper, device, config.packing,
