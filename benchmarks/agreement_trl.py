@@ -5,7 +5,7 @@ KTOTrainer and DPOTrainer, on the same model, batch and beta.
     .venv/bin/python benchmarks/agreement_trl.py --model smollm2-135m    # SmolLM2-135M-Instruct
 
 (Times on a shared 2-core CPU. SmolLM2 runs 12 TRL first steps: 7 s each at low load,
-29-111 s with other jobs on the cores; 27 min in all in results-agreement_trl.md.)
+29-111 s with other jobs on the cores; 27 min in all in RESULTS.md.)
 
 TRL is a benchmark-only dependency (the `bench` extra): `pip install -c constraints.txt trl`.
 

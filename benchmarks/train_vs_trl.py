@@ -3,7 +3,7 @@ model, rows, batch size, max_length, beta, learning rate and optimizer (AdamW).
 
     flock /tmp/thumbs-heavy.lock .venv/bin/python benchmarks/train_vs_trl.py            # CPU: SmolLM2-135M
     flock /tmp/thumbs-heavy.lock .venv/bin/python benchmarks/train_vs_trl.py --record   # + append the table to
-                                                                                        # benchmarks/results-train_vs_trl.md
+                                                                                        # benchmarks/RESULTS.md
     python benchmarks/train_vs_trl.py --tokenizer DIR    # CUDA: also a ~1.7B Llama built from a config, bf16
 
 TRL is a benchmark-only dependency (`pip install -c constraints.txt trl datasets`).
@@ -70,7 +70,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 HH_FILE = PROJECT_ROOT.parent / "shared" / "data" / "hh-rlhf" / "harmless-base.test.jsonl.gz"
-RESULTS = BENCH_DIR / "results-train_vs_trl.md"
+RESULTS = BENCH_DIR / "RESULTS.md"
 RESULT_PREFIX = "@result "
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
