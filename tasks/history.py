@@ -49,7 +49,7 @@ def lineage_lines(checkpoint: str, home: str | Path | None) -> list[str]:
         f"checkpoint {checkpoint_id}  ({algo}, created {created_at:%Y-%m-%d %H:%M:%S})",
         f"  path          {path}",
         f"  training run  {run_id}   code {manifest.get('code_version', '?')}",
-        f"  base model    {base.get('name', base_model)}   weights sha256 {str(base.get('sha256', '?'))[:16]}",
+        f"  base model    {base.get('name', base_model)}   weights sha256 {str(base.get('weights_sha256', '?'))[:16]}",
         f"  parent        {parent or '—'}",
         f"└─ snapshot {snapshot_id}  {snapshot_path}",
     ]

@@ -5,6 +5,7 @@ fails the gate is kept but not promoted, and a run killed during training resume
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ from fixtures_models import model_cache  # noqa: F401  (session fixture: where p
 from flows.nightly import nightly_flow
 from schemas.nightly import GateConfig
 from tasks.checkpoints import read_manifest
+from tasks.history import lineage_lines
 from tasks.query import run_query
 from tasks.settings import PROJECT_ROOT, ThumbsError
 
@@ -63,6 +65,12 @@ def test_nightly_promotes_then_skips_then_picks_up_a_new_file(watched, home, pre
     assert champion.resolve() == Path(first.checkpoint_path).resolve()
     AutoModelForCausalLM.from_pretrained(champion)  # the alias is what serving loads
     assert {"eval_reward_accuracy", "kl_to_reference"} <= set(first.metrics)
+    lineage = "\n".join(lineage_lines("champion", home))  # checkpoint -> snapshot -> ingest runs -> files
+    base_sha = read_manifest(first.checkpoint_path)["base_model"]["weights_sha256"]
+    assert lineage.startswith(f"checkpoint {first.checkpoint_id}") and f"weights sha256 {base_sha[:16]}" in lineage
+    assert f"snapshot {first.snapshot_id}" in lineage
+    for loaded in first.files_loaded:
+        assert f"{loaded}  sha256 {hashlib.sha256(Path(loaded).read_bytes()).hexdigest()[:16]}" in lineage
 
     second = run(watched, home)
     assert not second.trained and second.files_loaded == [] and second.files_skipped == 2
