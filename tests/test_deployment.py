@@ -14,10 +14,10 @@ import sys
 import uuid
 from pathlib import Path
 
-import duckdb
 from transformers import AutoModelForCausalLM
 
 from fixtures_models import model_cache, tiny_llama_dir  # noqa: F401
+from reliability.harness import warehouse_rows
 from tasks.checkpoints import read_manifest
 from tasks.settings import PROJECT_ROOT
 from test_trainer import ingest_hh_slice
@@ -69,12 +69,8 @@ def test_a_process_worker_runs_the_deployed_train_flow(prefect_harness, home, sh
     with get_client(sync_client=True) as client:
         state = client.read_flow_run(flow_run.id).state
     assert state is not None and state.is_completed(), (state, worker.stdout[-3000:], worker.stderr[-3000:])
-    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
-    try:
-        checkpoints = con.execute("SELECT checkpoint_id, run_id, path FROM checkpoints").fetchall()
-        runs = con.execute("SELECT run_id, status FROM lineage_runs WHERE flow = 'train'").fetchall()
-    finally:
-        con.close()
+    checkpoints = warehouse_rows(home, "SELECT checkpoint_id, run_id, path FROM checkpoints")
+    runs = warehouse_rows(home, "SELECT run_id, status FROM lineage_runs WHERE flow = 'train'")
     ((checkpoint_id, run_id, path),) = checkpoints
     assert runs == [(str(flow_run.id), "completed")] and run_id == str(flow_run.id)
     assert Path(path).parent == home / "checkpoints"

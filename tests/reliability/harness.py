@@ -66,6 +66,15 @@ def table_fingerprint(con: duckdb.DuckDBPyConnection, table: str) -> Counter:
 PUBLISHED_TABLES = ("quarantine", "ingest_runs", "preference_pairs", "feedback")
 
 
+def warehouse_rows(home: str | Path, sql: str) -> list[tuple]:
+    """One query's rows from the live warehouse file, opened read-only for that query alone."""
+    con = duckdb.connect(str(Path(home) / "warehouse.duckdb"), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
 def fingerprint(home: Path, tables=tuple(COMPARED_TABLES), *, published: bool = False) -> dict[str, Counter]:
     """Each table's rows as a multiset of hashes (volatile columns left out);
     published=True reads the analysts' copy instead of the warehouse."""
@@ -160,12 +169,8 @@ def training_state_problems(home: Path) -> list[str]:
     from tasks.snapshots import load_snapshot
 
     home = Path(home)
-    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
-    try:
-        snapshot_rows = con.execute("SELECT snapshot_id, path, files FROM snapshots").fetchall()
-        checkpoint_rows = con.execute("SELECT checkpoint_id, path FROM checkpoints").fetchall()
-    finally:
-        con.close()
+    snapshot_rows = warehouse_rows(home, "SELECT snapshot_id, path, files FROM snapshots")
+    checkpoint_rows = warehouse_rows(home, "SELECT checkpoint_id, path FROM checkpoints")
     problems = []
     for snapshot_id, path, files in snapshot_rows:
         for name, digest in json.loads(files).items():

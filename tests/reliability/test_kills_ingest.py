@@ -21,12 +21,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from .conftest import KILL_CHUNK_ROWS
 from .harness import (MARTS, Thumbs, compare, fingerprint, partial_state_problems, published_problems,
-                      sha256_file)
+                      sha256_file, warehouse_rows)
 
 SEED = int(os.environ.get("RELIABILITY_SEED", "20240601"))
 
@@ -110,11 +109,7 @@ def chain(hh_files, clean_reference, prefect_api_url, tmp_path_factory) -> Chain
         kill("binarize: committed, publish not yet swapped", binarize, pause_at="publish-swap:1")
 
         assert main(binarize) == 0
-    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
-    try:
-        lineage = dict(con.execute("SELECT status, count(*) FROM lineage_runs GROUP BY ALL").fetchall())
-    finally:
-        con.close()
+    lineage = dict(warehouse_rows(home, "SELECT status, count(*) FROM lineage_runs GROUP BY ALL"))
     stray = sorted(p.name for p in (home / "published").iterdir() if p.name != "warehouse.duckdb")
     return Chain(home, kills, fingerprint(home), lineage, stray)
 

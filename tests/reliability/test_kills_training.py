@@ -22,7 +22,6 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -35,7 +34,7 @@ from tasks.ingest import ingest_file
 from tasks.sources import bind_source
 from tasks.warehouse import connect
 
-from .harness import Thumbs, compare, fingerprint, training_state_problems, visible
+from .harness import Thumbs, compare, fingerprint, training_state_problems, visible, warehouse_rows
 
 HH_ROWS = 24
 # Short sequences and 3 steps: the run is seconds; 16 reference sequences in 4 batches
@@ -68,11 +67,7 @@ def weights(checkpoint: Path) -> dict[str, torch.Tensor]:
 
 
 def recorded_checkpoints(home: Path) -> list[str]:
-    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
-    try:
-        return [row[0] for row in con.execute("SELECT checkpoint_id FROM checkpoints").fetchall()]
-    finally:
-        con.close()
+    return [row[0] for row in warehouse_rows(home, "SELECT checkpoint_id FROM checkpoints")]
 
 
 @dataclass
@@ -159,11 +154,7 @@ def chain(clean_run, prefect_api_url, hh_slice, tiny_llama_dir, tmp_path_factory
         kills.append(record)
 
     assert main(argv) == 0
-    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
-    try:
-        lineage = dict(con.execute("SELECT status, count(*) FROM lineage_runs GROUP BY ALL").fetchall())
-    finally:
-        con.close()
+    lineage = dict(warehouse_rows(home, "SELECT status, count(*) FROM lineage_runs GROUP BY ALL"))
     scratch = [p.name for p in [*home.glob("snapshots/.*"), *home.glob("checkpoints/.*"),
                                 *home.glob("runs/*/.state.pt.*")]]
     return Chain(home, kills, fingerprint(home), lineage, recorded_checkpoints(home),
