@@ -53,9 +53,16 @@ def rollback(con: duckdb.DuckDBPyConnection) -> None:
 
 def duckdb_config(path: Path) -> dict[str, str]:
     """Memory limit ($THUMBS_DUCKDB_MEMORY, e.g. '2GB') and where DuckDB spills past it:
-    next to the warehouse file, which only one process at a time writes."""
+    next to the warehouse file, which only one process at a time writes.
+
+    Texts are compressed with zstd: DuckDB's default tries several methods on each
+    block and picks one, which made writing the long HH texts most of an ingest's
+    time. zstd wrote them in half the time, into under half the space (200 MB of
+    JSON lines: 5.7 s and 104 MB by default, 2.7 s and 45 MB with zstd). Types
+    zstd does not apply to keep DuckDB's own choice."""
     return {"memory_limit": os.environ.get("THUMBS_DUCKDB_MEMORY") or DEFAULT_MEMORY,
-            "temp_directory": str(path.with_name(path.name + ".tmp"))}
+            "temp_directory": str(path.with_name(path.name + ".tmp")),
+            "force_compression": "zstd"}
 
 
 def _open(path: Path, read_only: bool, wait_seconds: float) -> duckdb.DuckDBPyConnection:
