@@ -17,6 +17,7 @@ MODELS: list[tuple[str, tuple[str, ...]]] = [
     ("intermediate/int_pairs.sql", ("shp_min_score_ratio",)),
     ("marts/preference_pairs.sql", ("eval_fraction",)),
     ("intermediate/int_votes.sql", ()),
+    ("intermediate/int_vote_counts.sql", ()),
     ("marts/feedback.sql", ("eval_fraction",)),
     ("marts/feedback_one_per_prompt.sql", ()),
 ]

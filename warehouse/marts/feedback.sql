@@ -4,16 +4,34 @@
 -- net vote; a tie carries no signal and is left out (counted by
 -- `thumbs binarize` as tied completions). pair_id: the smallest id of the pairs that voted the winning way.
 -- feedback_id and split sit in one SELECT list, so the prompt's JSON, which both hash, is made once.
+-- No ORDER BY: sorting every row of wide texts cost more than building them, and
+-- readers that need an order ask for one (the snapshots do).
 CREATE OR REPLACE TABLE feedback AS
-WITH tallied AS (
-    SELECT source, prompt, completion,
-           sum(vote) AS net_vote,
-           min(pair_id) FILTER (WHERE vote > 0) AS up_pair,
-           min(pair_id) FILTER (WHERE vote < 0) AS down_pair,
-           min(batch_id) AS batch_id
-    FROM int_votes
-    GROUP BY source, prompt, completion
-    HAVING sum(vote) <> 0
+WITH single_votes AS (
+    SELECT v.source, v.prompt, v.completion, v.vote AS net_vote,
+           CASE WHEN v.vote > 0 THEN v.pair_id END AS up_pair,
+           CASE WHEN v.vote < 0 THEN v.pair_id END AS down_pair,
+           v.batch_id
+    FROM int_votes AS v
+    JOIN int_vote_counts AS c ON c.vote_key = hash(v.source, v.prompt, v.completion)
+    WHERE c.votes = 1
+),
+several_votes AS (
+    SELECT v.source, v.prompt, v.completion,
+           sum(v.vote) AS net_vote,
+           min(v.pair_id) FILTER (WHERE v.vote > 0) AS up_pair,
+           min(v.pair_id) FILTER (WHERE v.vote < 0) AS down_pair,
+           min(v.batch_id) AS batch_id
+    FROM int_votes AS v
+    JOIN int_vote_counts AS c ON c.vote_key = hash(v.source, v.prompt, v.completion)
+    WHERE c.votes > 1
+    GROUP BY v.source, v.prompt, v.completion
+    HAVING sum(v.vote) <> 0
+),
+tallied AS (
+    SELECT * FROM single_votes
+    UNION ALL
+    SELECT * FROM several_votes
 )
 SELECT thumbs_feedback_id(t.source, t.prompt, t.completion, t.net_vote > 0) AS feedback_id,
        t.source, t.prompt, t.completion,
@@ -24,4 +42,3 @@ SELECT thumbs_feedback_id(t.source, t.prompt, t.completion, t.net_vote > 0) AS f
 FROM tallied AS t
 LEFT JOIN (SELECT batch_id, min(finished_at) AS ingested_at FROM ingest_runs GROUP BY batch_id) AS b
        USING (batch_id)
-ORDER BY t.source, b.ingested_at, feedback_id
