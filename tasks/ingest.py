@@ -12,16 +12,14 @@ import json
 import os
 import pickle
 import queue
-import subprocess
-import sys
 import threading
-from collections import Counter, deque
-from contextlib import closing
+from collections import Counter
+from contextlib import closing, suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import duckdb
 import pyarrow as pa
@@ -30,6 +28,7 @@ from tasks.readers import DEFAULT_MAX_ROW_BYTES, LineBatch, Progress, RawRow, Ro
 from tasks.settings import ThumbsError, first_line
 from tasks.sources.base import Parser, Quarantined, RowRejected, SourceBinding, Staged
 from tasks.warehouse import rollback, run_sql
+from tasks.workers import WorkerFailed, in_order
 
 CHUNK_ROWS = 5_000  # rows per batch parsed and per insert: small enough that batches in flight stay a few MB
 QUARANTINE_RAW_LIMIT = 65_536
@@ -150,7 +149,10 @@ def _insert(con: duckdb.DuckDBPyConnection, view: str, rows: pa.Table, sql_file:
     try:
         return run_sql(con, sql_file).fetchone()[0]
     finally:
-        con.unregister(view)
+        # After a failed statement DuckDB has aborted the transaction and this fails
+        # too; its "transaction is aborted" used to hide the statement's own error.
+        with suppress(duckdb.Error):
+            con.unregister(view)
 
 
 def _arrow(columns: Mapping[str, list], constants: Mapping[str, Any]) -> pa.Table:
@@ -246,15 +248,60 @@ def _load_rows(con, source, path, sha, batch_id, result, max_row_bytes, progress
     batches = read_batches(path, rows_per_batch=CHUNK_ROWS, max_row_bytes=max_row_bytes, progress=progress)
     checked = False
     # closing: on an error the worker processes stop now, not when the traceback is collected
-    with closing(_in_order(work, batches, _workers(source, path))) as chunks:
+    with closing(in_order(work, batches, _workers(source, path))) as chunks, \
+            _ChunkWriter(con, result) as writer:
         try:
             for chunk in chunks:
                 if not checked and chunk.first_record is not None:
                     _check_required(path, *chunk.first_record, source.required_fields)
                     checked = True
-                _load_chunk(con, chunk, result)
+                writer.put(chunk)
         except WorkerFailed as exc:
             raise ThumbsError(f"{path}: nothing loaded, {exc}") from exc
+
+
+class _ChunkWriter:
+    """Writes parsed chunks to the warehouse from a thread of its own, in order,
+    so reading and decompressing the next batches overlaps DuckDB's inserts
+    (DuckDB lets go of the GIL while it works; the inserts were half of a big
+    file's time in the reading process). One connection, one chunk at a time, and
+    at most `depth` chunks waiting, so memory stays flat.
+
+    Leaving the block waits for every chunk to be written and raises what a
+    write raised; leaving it on an error first drops the chunks still waiting,
+    so the caller's rollback never runs beside a write.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, result: FileResult, depth: int = 2) -> None:
+        self.waiting: queue.Queue = queue.Queue(maxsize=depth)
+        self.failure: BaseException | None = None
+        self.cancelled = False
+        self.thread = threading.Thread(target=self._write, args=(con, result), name="thumbs-chunk-writer",
+                                       daemon=True)
+
+    def _write(self, con: duckdb.DuckDBPyConnection, result: FileResult) -> None:
+        while (chunk := self.waiting.get()) is not None:
+            if self.failure is None and not self.cancelled:
+                try:
+                    _load_chunk(con, chunk, result)
+                except BaseException as exc:  # raised in the caller's thread, by put() or on leaving
+                    self.failure = exc
+
+    def put(self, chunk: ParsedChunk) -> None:
+        if self.failure is not None:
+            raise self.failure
+        self.waiting.put(chunk)
+
+    def __enter__(self) -> _ChunkWriter:
+        self.thread.start()
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        self.cancelled = exc_type is not None
+        self.waiting.put(None)
+        self.thread.join()
+        if exc_type is None and self.failure is not None:
+            raise self.failure
 
 
 def _workers(source: SourceBinding, path: Path) -> int:
@@ -274,116 +321,6 @@ def _workers(source: SourceBinding, path: Path) -> int:
     except Exception:  # e.g. a log source's parser closes over its mapping and key
         return 0
     return workers if workers > 1 else 0
-
-
-def _in_order(work, batches, workers: int) -> Iterator[ParsedChunk]:
-    """work(batch) for every batch, in order: in this process, or spread over
-    `workers` worker processes with a few batches in flight (bounded, so memory stays flat)."""
-    if not workers:
-        yield from map(work, batches)
-        return
-    with _WorkerPool(workers, work) as pool:
-        assigned: deque[int] = deque()  # the worker of each batch in flight, oldest first
-        for number, batch in enumerate(batches):
-            pool.submit(number % workers, batch)
-            assigned.append(number % workers)
-            if len(assigned) > 2 * workers:
-                yield pool.result(assigned.popleft())
-        while assigned:
-            yield pool.result(assigned.popleft())
-
-
-class _WorkerPool:
-    """Processes that run one `work` function on batches, first in first out.
-
-    Plain child interpreters fed over pipes, not multiprocessing: spawn would run
-    the caller's main module again (a script without a __main__ guard would ingest
-    twice), and fork would copy a process in the middle of DuckDB's threads. A
-    thread per worker writes its batches, so a worker blocked on sending a result
-    can never wait on us sending it the next batch.
-    """
-
-    def __init__(self, count: int, work) -> None:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(entry for entry in sys.path if entry)}
-        self.processes = [subprocess.Popen([sys.executable, "-c", "import tasks.ingest; tasks.ingest._serve()"],
-                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
-                          for _ in range(count)]
-        self.queues = [queue.SimpleQueue() for _ in range(count)]
-        self.feeders = [threading.Thread(target=_feed, args=(process.stdin, jobs), daemon=True)
-                        for process, jobs in zip(self.processes, self.queues)]
-        for feeder, jobs in zip(self.feeders, self.queues):
-            jobs.put(work)
-            feeder.start()
-
-    def submit(self, worker: int, batch) -> None:
-        self.queues[worker].put(batch)
-
-    def result(self, worker: int):
-        ok, value = _receive(self.processes[worker].stdout)
-        if not ok:
-            raise WorkerFailed(f"ingest worker failed: {value}")
-        return value
-
-    def __enter__(self) -> _WorkerPool:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        for jobs in self.queues:
-            jobs.put(None)
-        for process in self.processes:
-            if exc_info[0] is not None:
-                process.kill()
-            process.wait()
-            process.stdout.close()
-
-
-class WorkerFailed(Exception):
-    """A worker raised (a bug, not a bad row: those are quarantined) or died."""
-
-
-def _send(pipe, value) -> None:
-    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    pipe.write(len(data).to_bytes(8, "little"))
-    pipe.write(data)
-    pipe.flush()
-
-
-def _receive(pipe):
-    head = pipe.read(8)
-    if len(head) < 8:
-        raise WorkerFailed("ingest worker exited unexpectedly (see its error above)")
-    return pickle.loads(pipe.read(int.from_bytes(head, "little")))
-
-
-def _feed(pipe, jobs: queue.SimpleQueue) -> None:
-    try:
-        while (job := jobs.get()) is not None:
-            _send(pipe, job)
-    except OSError:
-        pass  # the worker is gone; reading its result says so
-    finally:
-        try:
-            pipe.close()
-        except OSError:
-            pass
-
-
-def _serve() -> None:
-    """A worker's loop: the work function, then batches until the pipe closes."""
-    results = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # anything printed goes to stderr, not into the results
-    batches = sys.stdin.buffer
-    work = _receive(batches)
-    while True:
-        try:
-            batch = _receive(batches)
-        except WorkerFailed:
-            return  # the loader closed the pipe: no more batches
-        try:
-            outcome = (True, work(batch))
-        except Exception as exc:  # a bug, not a bad row (those are quarantined): the loader raises it
-            outcome = (False, f"{type(exc).__name__}: {exc}")
-        _send(results, outcome)
 
 
 WITHHELD = "[row withheld: it could not be parsed, so personal data in it could not be pseudonymized]"

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.ingest import ingest_file
+from tasks.ingest import CHUNK_ROWS, ingest_file
 from tasks.settings import ThumbsError
 from tasks.sources import bind_source
 from tasks.warehouse import connect
@@ -243,6 +243,28 @@ def test_failing_worker_is_a_one_line_error_and_changes_nothing(home, tmp_path, 
         with pytest.raises(ThumbsError, match="nothing loaded, ingest worker failed: ValueError: redactor bug") as err:
             ingest_file(con, source, path, "batch-x")
         assert table_counts(con) == before
+    assert "\n" not in str(err.value) and str(path) in str(err.value)
+
+
+def test_write_failing_on_a_later_chunk_rolls_back_the_whole_file(home, tmp_path):
+    """Chunks are written on a thread of their own: a write failing there, after
+    earlier chunks were written, still fails the file in one line and leaves nothing."""
+    rows = [{"chosen": f"\n\nHuman: question {i}?\n\nAssistant: good answer {i}",
+             "rejected": f"\n\nHuman: question {i}?\n\nAssistant: bad answer {i}"} for i in range(3 * CHUNK_ROWS)]
+    rows[2 * CHUNK_ROWS + 7]["chosen"] = f"\n\nHuman: question {2 * CHUNK_ROWS + 7}?\n\nAssistant: poison"
+    path = write_jsonl(tmp_path / "poisoned.jsonl", rows)
+    with connect(home) as con:
+        # the staging table as migrated, plus a rule only the poisoned row breaks
+        con.execute("DROP TABLE staging.stg_hh__pairs")
+        con.execute("CREATE TABLE staging.stg_hh__pairs (row_key VARCHAR PRIMARY KEY, batch_id VARCHAR NOT NULL,"
+                    " file_sha256 VARCHAR NOT NULL, row_number BIGINT NOT NULL,"
+                    " prompt STRUCT(role VARCHAR, content VARCHAR)[] NOT NULL,"
+                    " chosen VARCHAR NOT NULL CHECK (chosen <> 'poison'), rejected VARCHAR NOT NULL)")
+        before = table_counts(con)
+        with pytest.raises(ThumbsError, match="nothing loaded, the warehouse write failed: .*CHECK") as err:
+            ingest_file(con, bind_source("hh"), path, "batch-p")
+        assert table_counts(con) == before
+        assert ingest_file(con, bind_source("hh"), write_jsonl(tmp_path / "fine.jsonl", [GOOD]), "batch-q").rows_loaded == 1
     assert "\n" not in str(err.value) and str(path) in str(err.value)
 
 
