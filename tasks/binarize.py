@@ -18,6 +18,7 @@ MODELS: list[tuple[str, tuple[str, ...]]] = [
     ("marts/preference_pairs.sql", ("eval_fraction",)),
     ("intermediate/int_votes.sql", ()),
     ("intermediate/int_vote_counts.sql", ()),
+    ("intermediate/int_multi_vote_tallies.sql", ()),
     ("marts/feedback.sql", ("eval_fraction",)),
     ("marts/feedback_one_per_prompt.sql", ()),
 ]

@@ -13,25 +13,15 @@ WITH single_votes AS (
            CASE WHEN v.vote < 0 THEN v.pair_id END AS down_pair,
            v.batch_id
     FROM int_votes AS v
-    JOIN int_vote_counts AS c ON c.vote_key = hash(v.source, v.prompt, v.completion)
+    JOIN int_vote_counts AS c USING (vote_key)
     WHERE c.votes = 1
-),
-several_votes AS (
-    SELECT v.source, v.prompt, v.completion,
-           sum(v.vote) AS net_vote,
-           min(v.pair_id) FILTER (WHERE v.vote > 0) AS up_pair,
-           min(v.pair_id) FILTER (WHERE v.vote < 0) AS down_pair,
-           min(v.batch_id) AS batch_id
-    FROM int_votes AS v
-    JOIN int_vote_counts AS c ON c.vote_key = hash(v.source, v.prompt, v.completion)
-    WHERE c.votes > 1
-    GROUP BY v.source, v.prompt, v.completion
-    HAVING sum(v.vote) <> 0
 ),
 tallied AS (
     SELECT * FROM single_votes
     UNION ALL
-    SELECT * FROM several_votes
+    SELECT source, prompt, completion, net_vote, up_pair, down_pair, batch_id
+    FROM int_multi_vote_tallies
+    WHERE net_vote <> 0
 )
 SELECT thumbs_feedback_id(t.source, t.prompt, t.completion, t.net_vote > 0) AS feedback_id,
        t.source, t.prompt, t.completion,

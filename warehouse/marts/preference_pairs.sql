@@ -2,15 +2,15 @@
 -- The same pair loaded from two files keeps the batch that loaded it first.
 -- pair_id and split sit in one SELECT list, so the prompt's JSON, which both hash, is made once.
 -- Only pairs loaded more than once need choosing among their copies: the rest
--- skip the window over wide rows, found by a 64-bit hash (a collision merely
--- sends a pair through the window too).
+-- skip the window over wide rows, found by int_pairs' 64-bit pair_key (a collision
+-- merely sends a pair through the window too).
 -- No ORDER BY: sorting every row of wide texts cost more than building them, and
 -- readers that need an order ask for one (the snapshots do).
 CREATE OR REPLACE TABLE preference_pairs AS
 WITH copies AS (
-    SELECT hash(source, prompt, chosen, rejected) AS pair_key, count(*) AS copies
+    SELECT pair_key, count(*) AS copies
     FROM int_pairs
-    GROUP BY ALL
+    GROUP BY pair_key
 ),
 identified AS NOT MATERIALIZED (
     SELECT thumbs_pair_id(p.source, p.prompt, p.chosen, p.rejected) AS pair_id,
@@ -18,7 +18,7 @@ identified AS NOT MATERIALIZED (
            thumbs_split(p.prompt, $eval_fraction) AS split,
            b.ingested_at, p.batch_id, c.copies
     FROM int_pairs AS p
-    JOIN copies AS c ON c.pair_key = hash(p.source, p.prompt, p.chosen, p.rejected)
+    JOIN copies AS c USING (pair_key)
     LEFT JOIN (SELECT batch_id, min(finished_at) AS ingested_at FROM ingest_runs GROUP BY batch_id) AS b
            USING (batch_id)
 )
