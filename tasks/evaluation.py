@@ -42,7 +42,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import torch
 
@@ -115,14 +115,6 @@ def eval_prompts(snapshot: Snapshot, count: int) -> list[list[dict]]:
 
 
 # --- scoring and sampling -------------------------------------------------------------------
-
-def score_sequences(model, sequences: Mapping[str, Encoded], *, device: torch.device,
-                    batch_size: int) -> dict[str, float]:
-    """Summed completion log-probs, in the packed forwards the reference cache uses, so
-    policy and reference see the same batches whenever they score the same set: a model
-    scored against itself then gives 0 exactly."""
-    return reference_cache.score(model, sequences, device=device, batch_size=batch_size)
-
 
 def generate(model, prompt: list[int], *, device: torch.device, max_new_tokens: int, eos_token_id: int,
              samples: int, seed: int) -> tuple[list[int], list[list[int]]]:
@@ -234,7 +226,9 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, *, home: str | Path | None, 
         say(f"generated in {time.perf_counter() - started:.1f}s; scoring {len(pair_seqs) + len(sampled)} sequences")
         sample_keys = [sample_key(s) for s in sampled]
         needed = {**pair_seqs, **dict(zip(sample_keys, sampled))}
-        policy = score_sequences(model, needed, device=target, batch_size=batch_size)
+        # Scored in the reference cache's packed forwards: the same sequences in the same
+        # packs, so a model scored against itself gives 0 exactly.
+        policy = reference_cache.score(model, needed, device=target, batch_size=batch_size)
     finally:
         del model  # freed before the reference is loaded: never two models at once
         gc.collect()
