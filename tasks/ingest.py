@@ -121,8 +121,24 @@ def parse_chunk(parse: Parser, redact: Redactor | None, constants: Mapping[str, 
     if quarantine["row_number"]:
         chunk.quarantine = _arrow(quarantine, {**file_constants, "source": constants["source"],
                                                "file": constants["file"]})
-    chunk.staged = {table: _arrow(columns, file_constants) for table, columns in staged.items()}
+    chunk.staged = {table: _arrow(_keyed(columns), file_constants) for table, columns in staged.items()}
     return chunk
+
+
+def row_key(identity: str) -> int:
+    """The staging primary key of a row whose identity is `identity`: the first 128
+    bits of its sha256, as the SQL macro thumbs_row_key_of computes them
+    (migration 005 rekeyed the rows loaded before with it)."""
+    return int.from_bytes(hashlib.sha256(identity.encode("utf-8", "surrogatepass")).digest()[:16], "big")
+
+
+def _keyed(columns: dict[str, list]) -> dict[str, list | pa.Array]:
+    """The staged columns with each row's identity replaced by its row_key, in the
+    two UBIGINT halves the load statements put together."""
+    keys = [row_key(identity) for identity in columns.pop("row_key")]
+    return {"row_key_high": pa.array([key >> 64 for key in keys], pa.uint64()),
+            "row_key_low": pa.array([key & 0xFFFF_FFFF_FFFF_FFFF for key in keys], pa.uint64()),
+            **columns}
 
 
 def _load_chunk(con: duckdb.DuckDBPyConnection, chunk: ParsedChunk, result: FileResult) -> None:
@@ -155,7 +171,7 @@ def _insert(con: duckdb.DuckDBPyConnection, view: str, rows: pa.Table, sql_file:
             con.unregister(view)
 
 
-def _arrow(columns: Mapping[str, list], constants: Mapping[str, Any]) -> pa.Table:
+def _arrow(columns: Mapping[str, list | pa.Array], constants: Mapping[str, Any]) -> pa.Table:
     size = len(next(iter(columns.values())))
     data = {name: pa.array([value] * size, pa.string()) for name, value in constants.items()}
     data.update((name, _column(values)) for name, values in columns.items())
@@ -165,10 +181,12 @@ def _arrow(columns: Mapping[str, list], constants: Mapping[str, Any]) -> pa.Tabl
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 
 
-def _column(values: list) -> pa.Array | list:
+def _column(values: list | pa.Array) -> pa.Array | list:
     """The Arrow array pyarrow would infer from `values`, built faster for the
     common kinds (inferring a type looks at every value, and did more than half
     of the Arrow conversion)."""
+    if isinstance(values, pa.Array):
+        return values
     kinds = set(map(type, values))
     if kinds == {str} or kinds == {str, type(None)}:
         return pa.array(values, pa.string())

@@ -87,8 +87,10 @@ def _open(path: Path, read_only: bool, wait_seconds: float) -> duckdb.DuckDBPyCo
             time.sleep(0.5)
 
 
-def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Apply warehouse/migrations/NNN_*.sql not yet applied, in order. Idempotent."""
+def migrate(con: duckdb.DuckDBPyConnection, until: str | None = None) -> list[str]:
+    """Apply warehouse/migrations/NNN_*.sql not yet applied, in order, up to and
+    including `until` (a migration's name, e.g. '004_cheaper_ids'; default: all).
+    Idempotent."""
     con.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         " version VARCHAR PRIMARY KEY, sha256 VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
@@ -96,6 +98,8 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
     applied = dict(con.execute("SELECT version, sha256 FROM schema_migrations").fetchall())
     newly = []
     for migration in sorted((WAREHOUSE_SQL / "migrations").glob("[0-9][0-9][0-9]_*.sql")):
+        if until is not None and migration.stem > until:
+            break
         text = migration.read_text(encoding="utf-8")
         digest = hashlib.sha256(text.encode()).hexdigest()
         if migration.stem in applied:

@@ -256,7 +256,7 @@ def test_write_failing_on_a_later_chunk_rolls_back_the_whole_file(home, tmp_path
     with connect(home) as con:
         # the staging table as migrated, plus a rule only the poisoned row breaks
         con.execute("DROP TABLE staging.stg_hh__pairs")
-        con.execute("CREATE TABLE staging.stg_hh__pairs (row_key VARCHAR PRIMARY KEY, batch_id VARCHAR NOT NULL,"
+        con.execute("CREATE TABLE staging.stg_hh__pairs (row_key UHUGEINT PRIMARY KEY, batch_id VARCHAR NOT NULL,"
                     " file_sha256 VARCHAR NOT NULL, row_number BIGINT NOT NULL,"
                     " prompt STRUCT(role VARCHAR, content VARCHAR)[] NOT NULL,"
                     " chosen VARCHAR NOT NULL CHECK (chosen <> 'poison'), rejected VARCHAR NOT NULL)")

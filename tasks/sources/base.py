@@ -27,7 +27,8 @@ class Staged:
     """A row for `table` (a staging table name, e.g. 'staging.stg_hh__pairs').
 
     `values` holds the table's columns except row_key, batch_id, file_sha256 and
-    row_number, which the loader fills in.
+    row_number, which the loader fills in. `row_key` is the row's identity ("the
+    same row" has the same one); the loader stores 128 bits of its sha256.
     """
 
     table: str

@@ -146,7 +146,8 @@ THUMBS[("best_rest", True)] = THUMBS[("best_worst", True)] | {
 def insert(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> None:
     table = pa.Table.from_pylist(rows)
     con.register("given_rows", table)
-    con.execute("INSERT INTO staging.stg_oasst__messages BY NAME SELECT * FROM given_rows")
+    con.execute("INSERT INTO staging.stg_oasst__messages BY NAME"
+                " SELECT * REPLACE (thumbs_row_key_of(row_key) AS row_key) FROM given_rows")
     con.unregister("given_rows")
 
 

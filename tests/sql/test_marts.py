@@ -27,19 +27,19 @@ def given(con) -> None:
     for batch, at in (("b1", EARLY), ("b2", LATE)):
         con.execute("INSERT INTO ingest_runs (batch_id, source, file, file_sha256, started_at, finished_at, status)"
                     " VALUES ($b, 'hh', $b || '.jsonl', $b, $at, $at, 'loaded')", {"b": batch, "at": at})
-    hh = "INSERT INTO staging.stg_hh__pairs VALUES ($key, $batch, 'sha', 1, $prompt, $chosen, $rejected)"
+    hh = "INSERT INTO staging.stg_hh__pairs VALUES (thumbs_row_key_of($key), $batch, 'sha', 1, $prompt, $chosen, $rejected)"
     # The same pair from two files under different raw text (row keys): kept once, from b1.
     con.execute(hh, {"key": "k-late", "batch": "b2", "prompt": user("Hi?"), "chosen": "Hello!", "rejected": "Go."})
     con.execute(hh, {"key": "k-early", "batch": "b1", "prompt": user("Hi?"), "chosen": "Hello!", "rejected": "Go."})
     con.execute(hh, {"key": "k-other", "batch": "b2", "prompt": user("2+2?"), "chosen": "4", "rejected": "5"})
-    shp = ("INSERT INTO staging.stg_shp__pairs VALUES ($key, 'b1', 'sha', 1, 'post', $prompt, $chosen, $rejected,"
+    shp = ("INSERT INTO staging.stg_shp__pairs VALUES (thumbs_row_key_of($key), 'b1', 'sha', 1, 'post', $prompt, $chosen, $rejected,"
            " 10, 2, 5.0)")
     # One post, three comments: A beats B, B beats C, A beats C.
     # Net votes: A +2 (up), B +1 -1 (tie: no row), C -2 (down).
     for key, chosen, rejected in (("s1", "A", "B"), ("s2", "B", "C"), ("s3", "A", "C")):
         con.execute(shp, {"key": key, "prompt": user("Which?"), "chosen": chosen, "rejected": rejected})
     rating = ("INSERT INTO staging.stg_log__ratings (row_key, batch_id, file_sha256, row_number, log_name, prompt,"
-              " completion, rating_raw, label) VALUES ($key, 'b2', 'sha', 1, 'bot', $prompt, $completion, 'x', $label)")
+              " completion, rating_raw, label) VALUES (thumbs_row_key_of($key), 'b2', 'sha', 1, 'bot', $prompt, $completion, 'x', $label)")
     # Rated by three users: up, up, down -> up. Rated up and down -> tie. Neutral -> no vote.
     for key, completion, label in (("r1", "Sure.", True), ("r2", "Sure.", True), ("r3", "Sure.", False),
                                    ("r4", "Maybe.", True), ("r5", "Maybe.", False), ("r6", "Hm.", None)):
