@@ -2,7 +2,6 @@
 the real validation file reconciled with the counts in shared/data/SOURCES.md 2a."""
 from __future__ import annotations
 
-import json
 from collections import Counter
 from itertools import combinations
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 
 from tasks.sources import oasst
 from tasks.warehouse import connect, run_sql
+from .staging import staged_rows
 
 PAIRS = "intermediate/int_oasst__pairs.sql"
 RATINGS = "intermediate/int_oasst__ratings.sql"
@@ -230,14 +230,8 @@ def test_unknown_thumbs_rule_fails_loudly(warehouse, rule):
 # --- the real validation file ---------------------------------------------------------
 
 
-def staged_rows(path: Path, batch_id: str) -> list[dict[str, Any]]:
-    rows = []
-    with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            for outcome in oasst.parse(json.loads(line)):
-                rows.append({"row_key": outcome.row_key, **outcome.values, "batch_id": batch_id,
-                             "file_sha256": "sha", "row_number": number})
-    return rows
+def staged_oasst(path: Path, batch_id: str) -> list[dict[str, Any]]:
+    return staged_rows(path, oasst.parse, batch_id)[oasst.TABLE]
 
 
 def pair_count(con: duckdb.DuckDBPyConnection, include_synthetic: bool = False) -> int:
@@ -251,7 +245,7 @@ def thumb_counts(con: duckdb.DuckDBPyConnection, rule: str) -> dict[bool, int]:
 
 
 def test_validation_file_reconciles_with_sources_md(shared_data, home):
-    rows = staged_rows(shared_data / "oasst" / "oasst1-en-validation.jsonl", "b1")
+    rows = staged_oasst(shared_data / "oasst" / "oasst1-en-validation.jsonl", "b1")
     # SOURCES.md 2a counts every pair of ranked siblings: 418 groups, 1026 pairs.
     groups: dict[str, list[int]] = {}
     for row in rows:
@@ -283,8 +277,8 @@ def test_validation_file_reconciles_with_sources_md(shared_data, home):
 
 
 def test_both_files_dedupe_and_pair(shared_data, home):
-    flat = staged_rows(shared_data / "oasst" / "oasst1-en-validation.jsonl", "b1")
-    trees = staged_rows(shared_data / "oasst" / "en_100_tree.jsonl", "b2")
+    flat = staged_oasst(shared_data / "oasst" / "oasst1-en-validation.jsonl", "b1")
+    trees = staged_oasst(shared_data / "oasst" / "en_100_tree.jsonl", "b2")
     with connect(home) as con:
         insert(con, trees)
         assert pair_count(con) == 417  # 429 best-vs-lower pairs, 12 of them in synthetic groups

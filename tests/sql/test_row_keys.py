@@ -5,7 +5,6 @@ loaded; if the two disagreed, every row loaded before the upgrade would load a
 second time."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import duckdb
@@ -13,10 +12,9 @@ import pyarrow as pa
 import pytest
 
 from tasks.ingest import ingest_file, row_key
-from tasks.readers import read_batches
 from tasks.sources import bind_source, hh, oasst
-from tasks.sources.base import RowRejected, Staged
 from tasks.warehouse import connect, migrate, warehouse_path
+from .staging import staged_rows
 
 DEMO = Path(__file__).resolve().parents[2] / "demo_data"
 HH_FILE = DEMO / "hh-rlhf" / "helpful-base.test.head200.jsonl.gz"
@@ -38,30 +36,13 @@ def test_the_loader_and_the_migration_compute_the_same_key(identity):
                        {"i": identity, "h": high, "l": low}).fetchone() == (row_key(identity),) * 2
 
 
-def staged_as_before_005(path: Path, parse, batch_id: str) -> dict[str, list[dict]]:
-    """What the loader of migrations 001-004 put in staging: the identity as text."""
-    tables: dict[str, list[dict]] = {}
-    for batch in read_batches(path, rows_per_batch=1000):
-        for row in batch.rows():
-            try:
-                outcomes = list(parse(row.record))
-            except RowRejected:
-                continue
-            for outcome in outcomes:
-                if isinstance(outcome, Staged):
-                    tables.setdefault(outcome.table, []).append(
-                        {"row_key": outcome.row_key, **outcome.values, "batch_id": batch_id,
-                         "file_sha256": "before", "row_number": row.row_number})
-    return tables
-
-
 def test_rows_loaded_before_the_migration_are_duplicates_after_it(home):
     con = duckdb.connect(str(warehouse_path(home)))
     migrate(con, until="004_cheaper_ids")
     assert con.execute("SELECT data_type FROM information_schema.columns WHERE table_name = 'stg_hh__pairs'"
                        " AND column_name = 'row_key'").fetchall() == [("VARCHAR",)]
-    staged = {**staged_as_before_005(HH_FILE, hh.parse, "old-hh"),
-              **staged_as_before_005(OASST_FILE, oasst.parse, "old-oasst")}
+    # staged as the loader of migrations 001-004 did: the identity as text
+    staged = {**staged_rows(HH_FILE, hh.parse, "old-hh"), **staged_rows(OASST_FILE, oasst.parse, "old-oasst")}
     for table, rows in staged.items():
         con.register("old_rows", pa.Table.from_pylist(rows))
         con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM old_rows")  # test set-up: table names are ours
