@@ -204,9 +204,9 @@ def test_log_user_ids_never_reach_the_warehouse(home, tmp_path):
     assert text.count('"user": "u_') >= 19  # pseudonyms stand where the ids were
 
 
-def load_everything(home: Path, path: Path, source=None):
+def load_everything(home: Path, path: Path):
     with connect(home) as con:
-        result = ingest_file(con, source or bind_source("hh"), path, "batch-1")
+        result = ingest_file(con, bind_source("hh"), path, "batch-1")
         tables = {name: con.execute(f"SELECT * EXCLUDE (batch_id) FROM {name} ORDER BY row_number").fetchall()
                   for name in ("raw.records", "staging.stg_hh__pairs", "quarantine")}
     return result, tables
