@@ -43,8 +43,8 @@ reference model and fused log-prob head, on copies of the mode's models. Its los
 what its compute_loss returns in train() for the first batch, its metrics what its log()
 then reports; a compute_loss hook keeps the batch it scored and stops the step there
 (backward and optimizer step cannot change the first loss). thumbs' side:
-tasks.batching.ChatEncoder -> pad -> tasks.logprobs.sequence_logps -> LOSSES[algo]
-(tasks.losses), lambdas from kto_lambdas, as tasks/trainer.py does (padded, its
+tasks.train.batching.ChatEncoder -> pad -> tasks.train.logprobs.sequence_logps -> LOSSES[algo]
+(tasks.train.losses), lambdas from kto_lambdas, as tasks/train/trainer.py does (padded, its
 default). KL rows: mismatched_indices(n), the rotation; the trainer passes a seeded
 generator instead (a random derangement per batch), which only changes which mismatched
 pairs estimate z0. A third column, "thumbs on TRL's tokens", replays thumbs' log-probs
@@ -84,10 +84,10 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 import torch  # noqa: E402
 
-from tasks.batching import ChatEncoder, Encoded, pad  # noqa: E402
-from tasks.logprobs import sequence_logps  # noqa: E402
-from tasks.losses import LOSSES, kto_lambdas, mismatched_indices  # noqa: E402
-from tasks.models import load_policy, load_tokenizer, resolve_model  # noqa: E402
+from tasks.train.batching import ChatEncoder, Encoded, pad  # noqa: E402
+from tasks.train.logprobs import sequence_logps  # noqa: E402
+from tasks.train.losses import LOSSES, kto_lambdas, mismatched_indices  # noqa: E402
+from tasks.train.models import load_policy, load_tokenizer, resolve_model  # noqa: E402
 from tasks.sources import hh  # noqa: E402
 from tasks.sources.base import RowRejected  # noqa: E402
 

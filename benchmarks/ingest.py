@@ -86,10 +86,10 @@ def route_thumbs(path: Path, scratch: Path) -> dict:
     os.environ["THUMBS_HOME"] = str(scratch / "home")
     sys.path.insert(0, str(PROJECT_ROOT))
     from schemas.config import BinarizeConfig
-    from tasks.binarize import binarize
-    from tasks.ingest import ingest_file
+    from tasks.binarize.marts import binarize
+    from tasks.ingest.load import ingest_file
     from tasks.sources import bind_source
-    from tasks.warehouse import connect
+    from tasks.warehouse.connection import connect
 
     started = time.perf_counter()
     with connect() as con:

@@ -26,16 +26,16 @@ of 4096x4096 matrices on CPU with the workers' thread count; bf16 on CUDA).
   exactly those KL rows.
 - Steps: --warmup steps (untimed), then --steps timed steps, the same rows on both sides.
   TRL is timed from its on_step_begin to on_step_end callbacks (forward, backward, the
-  optimizer; collation excluded); thumbs around tasks.trainer.train_step, the function
+  optimizer; collation excluded); thumbs around tasks.train.trainer.train_step, the function
   the training loop calls.
 - The reference model: TRL runs it inside every step (precompute_ref_log_probs=False,
   its default). thumbs computes reference log-probs once per (reference, snapshot), before
-  training (tasks.reference_cache, the code the trainer runs). Counted fairly: the
+  training (tasks.train.reference_cache, the code the trainer runs). Counted fairly: the
   reference pass over every sequence of the warm-up and timed steps is timed, and its
   time divided by the number of those steps is added to each timed step. A second epoch
   would find them cached; this benchmark does not claim that.
 - Settings: batch 8, max_length 512, beta 0.1, lr 5e-6, AdamW (TRL: its default
-  adamw_torch_fused; thumbs: tasks.trainer.make_optimizer), no weight decay, max grad norm
+  adamw_torch_fused; thumbs: tasks.train.trainer.make_optimizer), no weight decay, max grad norm
   1, constant lr on TRL (thumbs' schedule only scales lr). TRL keeps its own defaults
   otherwise (gradient checkpointing on); thumbs its TrainConfig defaults (packing with
   shared prompts, decoder-layer gradient checkpointing), overridable with --thumbs-option.
@@ -47,8 +47,8 @@ fraction of the matmul peak. Model FLOPs are those of the forward and backward p
 each side runs them, padding and recomputation excluded: per layer 2 x (weights) per token
 and 4 x hidden x (keys attended) per query, lm_head 2 x hidden x vocab per scored token;
 x3 for passes with gradients (forward + backward), x1 for forward-only passes (KL rows,
-the reference). thumbs forwards a shared prompt once (tasks.batching.pack; the reference
-pass packs too, tasks.reference_cache.plan_packs), so it is counted once. Ratios are thumbs / TRL.
+the reference). thumbs forwards a shared prompt once (tasks.train.batching.pack; the reference
+pass packs too, tasks.train.reference_cache.plan_packs), so it is counted once. Ratios are thumbs / TRL.
 """
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ class Pair:
 def load_pairs(n: int, tokenizer, max_length: int) -> list[Pair]:
     """The first n harmless-base pairs thumbs' parser loads whose sequences fit max_length - 8
     tokens (TRL's template adds a token or two; neither side may truncate)."""
-    from tasks.batching import ChatEncoder
+    from tasks.train.batching import ChatEncoder
     from tasks.sources import hh
     from tasks.sources.base import RowRejected
 
@@ -174,7 +174,7 @@ def sequence_flops(config, lengths: list[tuple[int, int]], passes: int) -> int:
 
 
 def packed_flops(config, batch, passes: int) -> int:
-    """A tasks.batching.PackedBatch as logprobs.group_attention runs it."""
+    """A tasks.train.batching.PackedBatch as logprobs.group_attention runs it."""
     attended = 0
     for group in batch.groups:
         first = group.branches[0] if group.branches else 0
@@ -215,7 +215,7 @@ def peak_memory(device: torch.device) -> int:
 # --- workers ---------------------------------------------------------------------------
 
 def worker_setup(args) -> tuple[torch.device, Path, object]:
-    from tasks.models import load_tokenizer
+    from tasks.train.models import load_tokenizer
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -302,14 +302,14 @@ def run_trl(args) -> dict:
 
 
 def run_thumbs(args) -> dict:
-    """thumbs' own pieces on the same rows: tasks.reference_cache for the reference pass, then
-    tasks.trainer.train_step (what the training loop calls) per step."""
+    """thumbs' own pieces on the same rows: tasks.train.reference_cache for the reference pass, then
+    tasks.train.trainer.train_step (what the training loop calls) per step."""
     from schemas.train import TrainConfig
-    from tasks import reference_cache
-    from tasks.batching import ChatEncoder, pack
-    from tasks.losses import LOSSES, kto_lambdas
-    from tasks.models import load_policy
-    from tasks.trainer import MicroBatch, Rows, Sequences, distributed_kl_mean, make_optimizer, train_step
+    from tasks.train import reference_cache
+    from tasks.train.batching import ChatEncoder, pack
+    from tasks.train.losses import LOSSES, kto_lambdas
+    from tasks.train.models import load_policy
+    from tasks.train.trainer import MicroBatch, Rows, Sequences, distributed_kl_mean, make_optimizer, train_step
 
     device, model_dir, tokenizer = worker_setup(args)
     total_steps = args.warmup + args.steps
@@ -383,7 +383,7 @@ def build_llama_1_7b(tokenizer_dir: Path, target: Path) -> Path:
     """Random weights in SmolLM2-1.7B's shape, seeded: nothing to ship to the GPU machine."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from tasks.models import load_tokenizer
+    from tasks.train.models import load_tokenizer
 
     tokenizer = load_tokenizer(tokenizer_dir)
     config = LlamaConfig(**LLAMA_1_7B, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
@@ -497,7 +497,7 @@ def main() -> int:
         return 0
 
     from schemas.train import TrainConfig
-    from tasks.models import resolve_model
+    from tasks.train.models import resolve_model
 
     device = torch.device(args.device)
     models = (args.models or ("smollm2-135m,llama-1.7b" if device.type == "cuda" else "smollm2-135m")).split(",")

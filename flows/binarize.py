@@ -5,11 +5,11 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
 from schemas.config import BinarizeConfig
-from tasks.binarize import BinarizeResult, binarize
-from tasks.lineage import finish_run, new_run_id, start_run
-from tasks.publish import publish
-from tasks.reports import binarize_markdown
-from tasks.warehouse import connect
+from tasks.binarize.marts import BinarizeResult, binarize
+from tasks.lineage.runs import finish_run, new_run_id, start_run
+from tasks.warehouse.publish import publish
+from tasks.common.reports import binarize_markdown
+from tasks.warehouse.connection import connect
 
 
 @task(name="binarize")

@@ -9,7 +9,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from tasks.settings import ThumbsError, first_line
+from tasks.common.settings import ThumbsError, first_line
 
 EPILOG = """examples:
   thumbs ingest hh data/hh-rlhf/*.jsonl.gz
@@ -92,7 +92,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from tasks.query import render, run_query
+    from tasks.warehouse.query import render, run_query
 
     columns, rows = run_query(args.sql, home=args.home)
     print(render(columns, rows, args.format))
@@ -118,7 +118,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
 
 
 def _print_nightly(report, home) -> None:
-    from tasks.settings import thumbs_home
+    from tasks.common.settings import thumbs_home
 
     home = thumbs_home(home)
     print(f"new data: {len(report.files_loaded)} file(s), {report.rows_loaded} rows loaded, "
@@ -154,7 +154,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from tasks.history import recent_checkpoints, recent_runs
+    from tasks.lineage.history import recent_checkpoints, recent_runs
 
     _print_table("recent runs", ["run_id", "flow", "started_at", "status"], recent_runs(args.home, args.limit))
     _print_table("checkpoints", ["checkpoint_id", "algo", "snapshot_id", "created_at", "champion", "eval accuracy"],
@@ -163,7 +163,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
-    from tasks.history import lineage_lines
+    from tasks.lineage.history import lineage_lines
 
     print("\n".join(lineage_lines(args.checkpoint, args.home)))
     return 0

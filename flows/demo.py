@@ -3,7 +3,7 @@ real SmolLM2-135M-Instruct, sized to finish in minutes on a 2-core CPU."""
 from __future__ import annotations
 
 from flows.nightly import NightlyReport, nightly_flow
-from tasks.settings import PROJECT_ROOT
+from tasks.common.settings import PROJECT_ROOT
 
 DEMO_SOURCES = PROJECT_ROOT / "examples" / "sources.yaml"
 

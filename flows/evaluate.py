@@ -1,6 +1,6 @@
 """The `evaluate` flow: resolve the checkpoint → eval pairs snapshot → evaluate → record.
 
-Metrics and their names: tasks/evaluation.py. The warehouse is opened only briefly
+Metrics and their names: tasks/evaluate/evaluation.py. The warehouse is opened only briefly
 (to find or freeze the eval snapshot, then to record), never while models run.
 Evaluation runs in this process: it is short (about a minute for SmolLM2-135M on
 CPU), has no state worth resuming, and holds one model at a time; a GPU work pool
@@ -11,7 +11,7 @@ What it leaves:
   greedy replies) and loss.png, rewards.png, swapped in whole; the checkpoint
   directory itself is never written;
 - `checkpoints.metrics` -> 'eval': the metrics plus eval_snapshot_id and settings,
-  what the nightly gate reads back for the champion (tasks.evaluation.same_protocol);
+  what the nightly gate reads back for the champion (tasks.evaluate.evaluation.same_protocol);
 - a `lineage_runs` row (flow 'evaluate'), OpenLineage START/COMPLETE/FAIL events
   with the checkpoint and the eval snapshot as inputs, and a Prefect artifact.
 """
@@ -29,15 +29,15 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from tasks import evaluation
-from tasks.checkpoints import checkpoints_dir, snapshot_dataset
-from tasks.lineage import dataset, emit_event, failure_recorded, finish_run, new_run_id, start_run
-from tasks.models import PRESETS, resolve_model
-from tasks.plots import plot_curves
-from tasks.publish import publish
-from tasks.settings import ThumbsError, code_version, thumbs_home
-from tasks.snapshots import Snapshot, create_snapshot, load_snapshot
-from tasks.warehouse import connect, run_sql
+from tasks.evaluate import evaluation
+from tasks.train.checkpoints import checkpoints_dir, snapshot_dataset
+from tasks.lineage.runs import dataset, emit_event, failure_recorded, finish_run, new_run_id, start_run
+from tasks.train.models import PRESETS, resolve_model
+from tasks.evaluate.plots import plot_curves
+from tasks.warehouse.publish import publish
+from tasks.common.settings import ThumbsError, code_version, thumbs_home
+from tasks.train.snapshots import Snapshot, create_snapshot, load_snapshot
+from tasks.warehouse.connection import connect, run_sql
 
 JOB = "evaluate"
 RESULT_FILE = "evaluation.json"
@@ -153,7 +153,7 @@ def evaluate_flow(checkpoint: str, home: str | None = None, eval_snapshot: str |
     """Evaluate a checkpoint (id or path) on the eval split.
 
     Returns {checkpoint_id, metrics, plots, eval_snapshot_id, settings, path, run_id};
-    metrics are named in tasks/evaluation.py. To compare two checkpoints, evaluate the
+    metrics are named in tasks/evaluate/evaluation.py. To compare two checkpoints, evaluate the
     second with eval_snapshot=<the first's eval_snapshot_id>. max_length defaults to the
     checkpoint's training max_length (a base model's baseline: pass the checkpoint's).
     """

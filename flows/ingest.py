@@ -7,16 +7,16 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
-from flows.retrying import IO_RETRIES
-from tasks.ingest import FileResult, ingest_file
-from tasks.lineage import finish_run, new_run_id, start_run
-from tasks.progress import file_progress
-from tasks.publish import publish
-from tasks.readers import DEFAULT_MAX_ROW_BYTES
-from tasks.reports import ingest_markdown
-from tasks.settings import ThumbsError
+from tasks.common.retrying import IO_RETRIES
+from tasks.ingest.load import FileResult, ingest_file
+from tasks.lineage.runs import finish_run, new_run_id, start_run
+from tasks.common.progress import file_progress
+from tasks.warehouse.publish import publish
+from tasks.ingest.readers import DEFAULT_MAX_ROW_BYTES
+from tasks.common.reports import ingest_markdown
+from tasks.common.settings import ThumbsError
 from tasks.sources import bind_source
-from tasks.warehouse import connect
+from tasks.warehouse.connection import connect
 
 
 def expand_paths(paths: list[str]) -> list[Path]:

@@ -18,14 +18,14 @@ from flows.evaluate import evaluate_flow
 from flows.ingest import ingest_flow
 from flows.train import snapshot_task, train_config, train_flow
 from schemas.nightly import GateConfig, load_sources
-from tasks.lineage import finish_run, mark_interrupted, new_run_id, start_run
-from tasks.locks import exclusive_run
-from tasks.publish import publish
-from tasks.checkpoints import read_manifest
-from tasks.promotion import current_champion, gate, point_champion_alias, record_decision, what_changed
-from tasks.reports import nightly_markdown
-from tasks.settings import ThumbsError, code_version, thumbs_home
-from tasks.warehouse import connect, run_sql
+from tasks.lineage.runs import finish_run, mark_interrupted, new_run_id, start_run
+from tasks.common.locks import exclusive_run
+from tasks.warehouse.publish import publish
+from tasks.train.checkpoints import read_manifest
+from tasks.evaluate.promotion import current_champion, gate, point_champion_alias, record_decision, what_changed
+from tasks.common.reports import nightly_markdown
+from tasks.common.settings import ThumbsError, code_version, thumbs_home
+from tasks.warehouse.connection import connect, run_sql
 
 
 @dataclass

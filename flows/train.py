@@ -3,7 +3,7 @@
 The warehouse is opened only briefly, to freeze a snapshot and later to record
 the checkpoint: training reads the snapshot's Parquet files and never holds the
 warehouse lock, so ingest and analysts carry on meanwhile. Training runs in a
-child process (`python -m tasks.trainer`), the unit a GPU worker picks up; its
+child process (`python -m tasks.train.trainer`), the unit a GPU worker picks up; its
 progress comes back as JSON lines on stdout, its log goes to runs/<id>/trainer.log.
 """
 from __future__ import annotations
@@ -19,18 +19,18 @@ from typing import Any, Callable, Iterator, Sequence
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.retrying import IO_RETRIES
+from tasks.common.retrying import IO_RETRIES
 from schemas.config import load_config
 from schemas.train import TrainConfig
-from tasks import checkpoints as ckpt
-from tasks.lineage import emit_event, failure_recorded, finish_run, new_run_id, start_run
-from tasks.losses import LOSSES
-from tasks.progress import enabled
-from tasks.publish import publish
-from tasks.settings import PROJECT_ROOT, ThumbsError, thumbs_home
-from tasks.snapshots import Snapshot, create_snapshot
-from tasks.trainer import PROTOCOL
-from tasks.warehouse import connect
+from tasks.train import checkpoints as ckpt
+from tasks.lineage.runs import emit_event, failure_recorded, finish_run, new_run_id, start_run
+from tasks.train.losses import LOSSES
+from tasks.common.progress import enabled
+from tasks.warehouse.publish import publish
+from tasks.common.settings import PROJECT_ROOT, ThumbsError, thumbs_home
+from tasks.train.snapshots import Snapshot, create_snapshot
+from tasks.train.trainer import PROTOCOL
+from tasks.warehouse.connection import connect
 
 JOB = "train"
 
@@ -66,12 +66,12 @@ def _child_error(events: list[dict], log_file: Path, returncode: int) -> str:
 @task(name="train", cache_policy=NO_CACHE)
 def train_task(config: TrainConfig, snapshot: Snapshot, run_dir: Path, run_id: str, home: str, resume: bool,
                on_event: Callable[[dict], None] | None = None) -> dict[str, Any]:
-    """Run tasks.trainer in a child process, relaying its progress; its result, or a ThumbsError."""
+    """Run tasks.train.trainer in a child process, relaying its progress; its result, or a ThumbsError."""
     logger = get_run_logger()
     run_dir.mkdir(parents=True, exist_ok=True)
     config_file = run_dir / "config.json"
     config_file.write_text(json.dumps(config.model_dump(), indent=1) + "\n")
-    command = [sys.executable, "-m", "tasks.trainer", "--config", str(config_file), "--snapshot",
+    command = [sys.executable, "-m", "tasks.train.trainer", "--config", str(config_file), "--snapshot",
                str(snapshot.path), "--run-dir", str(run_dir), "--run-id", run_id, "--home", home]
     if resume:
         command.append("--resume")

@@ -7,7 +7,7 @@ from typing import Any, Literal, Sequence, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tasks.settings import ThumbsError
+from tasks.common.settings import ThumbsError
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 

@@ -21,7 +21,7 @@ from typing import Annotated, Iterable, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
 
-from tasks.settings import ThumbsError
+from tasks.common.settings import ThumbsError
 
 # Quote what the author wrote, but briefly: a YAML alias bomb expands to gigabytes.
 _SHORT = reprlib.Repr()

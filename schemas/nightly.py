@@ -8,7 +8,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from schemas.config import BinarizeConfig
-from tasks.settings import ThumbsError
+from tasks.common.settings import ThumbsError
 
 
 class WatchedSource(BaseModel):
@@ -28,7 +28,7 @@ class WatchedSource(BaseModel):
 
 
 class EvaluationSettings(BaseModel):
-    """How much evaluation each nightly checkpoint gets (see tasks/evaluation.py).
+    """How much evaluation each nightly checkpoint gets (see tasks/evaluate/evaluation.py).
     Generation dominates its cost on CPU: fewer prompts or tokens make it cheaper."""
 
     model_config = ConfigDict(extra="forbid")

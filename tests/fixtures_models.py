@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.models import resolve_model
+from tasks.train.models import resolve_model
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from fixtures_models import model_cache, tiny_llama_dir  # noqa: F401
-from tasks.batching import ChatEncoder, Encoded, bucket_batches, encode_example, pack, pad, truncate, turn_end_ids
-from tasks.models import load_tokenizer
+from tasks.train.batching import ChatEncoder, Encoded, bucket_batches, encode_example, pack, pad, truncate, turn_end_ids
+from tasks.train.models import load_tokenizer
 
 PROMPT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a colour."}]
 

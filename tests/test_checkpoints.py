@@ -13,11 +13,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from fixtures_models import model_cache, tiny_llama_dir  # noqa: F401
 from test_trainer import run, snapshots, tiny_config  # noqa: F401  (fixtures and helpers)
-from tasks import checkpoints as ckpt
-from tasks.lineage import finish_run, start_run
-from tasks.models import weights_sha256
-from tasks.settings import ThumbsError, code_version
-from tasks.warehouse import connect
+from tasks.train import checkpoints as ckpt
+from tasks.lineage.runs import finish_run, start_run
+from tasks.train.models import weights_sha256
+from tasks.common.settings import ThumbsError, code_version
+from tasks.warehouse.connection import connect
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from flows.cli import main
-from tasks.query import run_query
-from tasks.settings import PROJECT_ROOT
+from tasks.warehouse.query import run_query
+from tasks.common.settings import PROJECT_ROOT
 
 EXAMPLES = PROJECT_ROOT / "examples"
 

@@ -18,8 +18,8 @@ from transformers import AutoModelForCausalLM
 
 from fixtures_models import model_cache, tiny_llama_dir  # noqa: F401
 from reliability.harness import warehouse_rows
-from tasks.checkpoints import read_manifest
-from tasks.settings import PROJECT_ROOT
+from tasks.train.checkpoints import read_manifest
+from tasks.common.settings import PROJECT_ROOT
 from test_trainer import ingest_hh_slice
 
 PREFECT = str(Path(sys.executable).with_name("prefect"))

@@ -13,14 +13,14 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from fixtures_models import model_cache, tiny_llama_dir  # noqa: F401
-from tasks.batching import encode_example, pad
-from tasks.checkpoints import read_manifest, record_checkpoint
-from tasks.evaluation import METRIC_NAMES, evaluate_checkpoint, same_protocol
-from tasks.logprobs import sequence_logps
-from tasks.settings import ThumbsError
-from tasks.snapshots import create_snapshot
-from tasks.trainer import train
-from tasks.warehouse import connect
+from tasks.train.batching import encode_example, pad
+from tasks.train.checkpoints import read_manifest, record_checkpoint
+from tasks.evaluate.evaluation import METRIC_NAMES, evaluate_checkpoint, same_protocol
+from tasks.train.logprobs import sequence_logps
+from tasks.common.settings import ThumbsError
+from tasks.train.snapshots import create_snapshot
+from tasks.train.trainer import train
+from tasks.warehouse.connection import connect
 from test_trainer import ingest_hh_slice, tiny_config
 
 # Small enough for seconds per evaluation, large enough that every code path runs.
@@ -74,7 +74,7 @@ def test_reward_accuracy_equals_a_hand_computation_on_four_pairs(trained, evalua
     beta, max_length = manifest["hyperparameters"]["beta"], manifest["hyperparameters"]["max_length"]
     policy = AutoModelForCausalLM.from_pretrained(trained["checkpoint"])
     reference = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
-    from tasks.models import load_tokenizer
+    from tasks.train.models import load_tokenizer
 
     tokenizer = load_tokenizer(trained["checkpoint"])
     rows = sorted(trained["pairs"].split("eval").to_pylist(), key=lambda r: r["row_id"])[:4]

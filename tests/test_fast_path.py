@@ -14,12 +14,12 @@ from transformers import AutoModelForCausalLM
 
 from fixtures_models import model_cache, tiny_llama_dir  # noqa: F401
 from schemas.train import TrainConfig
-from tasks import models, reference_cache
-from tasks.batching import ChatEncoder, pack, pad
-from tasks.logprobs import GROUP_ATTENTION, naive_sequence_logps
-from tasks.losses import LOSSES
-from tasks.settings import ThumbsError
-from tasks.trainer import MicroBatch, Rows, Sequences, distributed_kl_mean, loss_inputs, make_optimizer, train_step
+from tasks.train import models; from tasks.train import reference_cache
+from tasks.train.batching import ChatEncoder, pack, pad
+from tasks.train.logprobs import GROUP_ATTENTION, naive_sequence_logps
+from tasks.train.losses import LOSSES
+from tasks.common.settings import ThumbsError
+from tasks.train.trainer import MicroBatch, Rows, Sequences, distributed_kl_mean, loss_inputs, make_optimizer, train_step
 
 CPU = torch.device("cpu")
 # Three prompts, two of them multi-turn; every prompt has a chosen and a rejected reply.

@@ -14,10 +14,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.ingest import CHUNK_ROWS, ingest_file
-from tasks.settings import ThumbsError
+from tasks.ingest.load import CHUNK_ROWS, ingest_file
+from tasks.common.settings import ThumbsError
 from tasks.sources import bind_source
-from tasks.warehouse import connect
+from tasks.warehouse.connection import connect
 
 GOOD = {"chosen": "\n\nHuman: Hi there\n\nAssistant: Hello! How can I help?",
         "rejected": "\n\nHuman: Hi there\n\nAssistant: Go away."}
@@ -215,9 +215,9 @@ def load_everything(home: Path, path: Path):
 def test_worker_processes_load_what_the_loader_loads_alone(tmp_path, shared_data, monkeypatch):
     """Big files parse in worker processes: the same rows, order and accounting as in-process.
     Small batches, so the file's rows spread over both workers and come back in order."""
-    import tasks.ingest
+    import tasks.ingest.load
 
-    monkeypatch.setattr(tasks.ingest, "CHUNK_ROWS", 300)
+    monkeypatch.setattr(tasks.ingest.load, "CHUNK_ROWS", 300)
     path = shared_data / "hh-rlhf" / "helpful-base.test.jsonl.gz"
     runs = {}
     for workers in ("0", "2"):

@@ -8,8 +8,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from fixtures_models import model_cache, tiny_llama_dir  # noqa: F401
-from tasks.batching import Encoded, pack, pad
-from tasks.logprobs import _chunk_logps, naive_sequence_logps, sequence_logps
+from tasks.train.batching import Encoded, pack, pad
+from tasks.train.logprobs import _chunk_logps, naive_sequence_logps, sequence_logps
 
 VOCAB = 49152
 

@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from tasks.losses import (
+from tasks.train.losses import (
     CSFT_CONTROL_TOKENS,
     LOSSES,
     csft_loss,

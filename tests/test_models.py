@@ -11,8 +11,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from fixtures_models import model_cache, smollm2_dir, tiny_llama_dir  # noqa: F401
-from tasks import models
-from tasks.models import (
+from tasks.train import models
+from tasks.train.models import (
     autocast_context,
     load_policy,
     load_tokenizer,
@@ -20,7 +20,7 @@ from tasks.models import (
     resolve_model,
     weights_sha256,
 )
-from tasks.settings import ThumbsError
+from tasks.common.settings import ThumbsError
 
 
 def test_smollm2_conversion(smollm2_dir: Path, model_cache: Path):

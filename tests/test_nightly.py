@@ -21,10 +21,10 @@ from transformers import AutoModelForCausalLM
 from fixtures_models import model_cache  # noqa: F401  (session fixture: where presets are built)
 from flows.nightly import nightly_flow
 from schemas.nightly import GateConfig
-from tasks.checkpoints import read_manifest
-from tasks.history import lineage_lines
-from tasks.query import run_query
-from tasks.settings import PROJECT_ROOT, ThumbsError
+from tasks.train.checkpoints import read_manifest
+from tasks.lineage.history import lineage_lines
+from tasks.warehouse.query import run_query
+from tasks.common.settings import PROJECT_ROOT, ThumbsError
 
 TRAINING = ["model=tiny-llama", "steps=4", "batch_size=4", "max_length=128", "eval_batches=1",
             "save_every=2", "warmup_steps=1", "device=cpu", "lr=1e-3"]
@@ -109,7 +109,7 @@ def test_failure_names_the_step_and_leaves_champion_alone(watched, home, prefect
 
 
 def test_second_nightly_at_once_refuses(watched, home):
-    from tasks.locks import exclusive_run
+    from tasks.common.locks import exclusive_run
 
     with exclusive_run("nightly", home):
         with pytest.raises(ThumbsError, match="another nightly run is in progress"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 from schemas.nightly import GateConfig
-from tasks.promotion import gate, what_changed
+from tasks.evaluate.promotion import gate, what_changed
 
 GATE = GateConfig(accuracy_tolerance=0.02, max_kl=5.0)
 

@@ -8,8 +8,8 @@ import stat
 
 import pytest
 
-from tasks.pseudonym import KEY_ENV, load_key, pseudonymize
-from tasks.settings import ThumbsError
+from tasks.sources.pseudonym import KEY_ENV, load_key, pseudonymize
+from tasks.common.settings import ThumbsError
 
 KEY_A = b"a" * 32
 KEY_B = b"b" * 32

@@ -6,8 +6,8 @@ import errno
 import pytest
 from prefect import flow, task
 
-from flows.retrying import IO_RETRIES, is_transient_io_error
-from tasks.settings import ThumbsError
+from tasks.common.retrying import IO_RETRIES, is_transient_io_error
+from tasks.common.settings import ThumbsError
 
 
 def raised_from(cause: BaseException) -> ThumbsError:

@@ -11,9 +11,9 @@ from transformers import AutoModelForCausalLM
 
 from fixtures_models import model_cache, tiny_llama_dir  # noqa: F401
 from test_trainer import ingest_hh_slice
-from tasks import checkpoints as ckpt
-from tasks.settings import ThumbsError
-from tasks.warehouse import connect
+from tasks.train import checkpoints as ckpt
+from tasks.common.settings import ThumbsError
+from tasks.warehouse.connection import connect
 
 
 def events(home: Path) -> list[dict]:

@@ -16,14 +16,14 @@ from safetensors.torch import load_file
 from fixtures_models import model_cache, tiny_llama_dir  # noqa: F401
 from schemas.config import BinarizeConfig, load_config
 from schemas.train import TrainConfig
-from tasks import reference_cache
-from tasks.binarize import binarize
-from tasks.ingest import ingest_file
-from tasks.settings import ThumbsError
-from tasks.snapshots import Snapshot, create_snapshot
+from tasks.train import reference_cache
+from tasks.binarize.marts import binarize
+from tasks.ingest.load import ingest_file
+from tasks.common.settings import ThumbsError
+from tasks.train.snapshots import Snapshot, create_snapshot
 from tasks.sources import bind_source
-from tasks.trainer import TIMING_KEYS, distributed_kl_mean, plan_batches, read_rows, train
-from tasks.warehouse import connect
+from tasks.train.trainer import TIMING_KEYS, distributed_kl_mean, plan_batches, read_rows, train
+from tasks.warehouse.connection import connect
 
 HH_ROWS = 40  # -> ~36 train / ~4 eval pairs, twice as many thumbs
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tasks.sources.base import SourceBinding
-from tasks.settings import ThumbsError
+from tasks.common.settings import ThumbsError
 
 SOURCES = ("hh", "shp", "oasst", "log")
 
@@ -27,7 +27,7 @@ def bind_source(source: str, *, mapping: str | Path | None = None, home: str | P
         if mapping is None:
             raise ThumbsError("thumbs ingest log: --mapping MAP.yaml is required (it names the log's columns)")
         from schemas.mapping import load_mapping, required_columns
-        from tasks.pseudonym import load_key
+        from tasks.sources.pseudonym import load_key
         from tasks.sources import log
 
         spec = load_mapping(mapping)

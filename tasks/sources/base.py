@@ -1,6 +1,6 @@
 """The contract every source parser follows.
 
-A parser turns one record (a dict, as read from a file by tasks.readers) into
+A parser turns one record (a dict, as read from a file by tasks.ingest.readers) into
 outcomes: staged rows for a staging table, or quarantined parts with a reason.
 Most sources give one outcome per record; an OASST tree gives one per message.
 Every outcome is one "row read" in the ingest accounting:

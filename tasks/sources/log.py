@@ -17,7 +17,7 @@ columns named by a mapping file (schemas/mapping.py). Records come from JSON
   carries no preference and is rejected with that reason.
 - timestamp: ISO-8601 (naive means UTC) or unix seconds/ms/µs/ns, told apart
   by magnitude; stored as naive UTC.
-- user_id: replaced by a keyed pseudonym (tasks/pseudonym.py); the raw id is
+- user_id: replaced by a keyed pseudonym (tasks/sources/pseudonym.py); the raw id is
   never in the staged values, nor in the row key.
 - Optional columns (event_id aside) may be empty in a row: stored as NULL. A
   mapped column absent from a record is rejected: the file does not match.
@@ -31,7 +31,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Callable, Mapping
 
 from schemas.mapping import Mapping as LogMapping
-from tasks.pseudonym import pseudonymize
+from tasks.sources.pseudonym import pseudonymize
 from tasks.sources.base import Message, Parser, RowRejected, Staged, content_key
 
 RATINGS_TABLE = "staging.stg_log__ratings"

@@ -7,7 +7,7 @@ process writes 'paused' and sleeps until it is killed. The wrappers only report
 and pause; they call the real functions with the same arguments.
 
 Points:
-  file-start / file-committed   around tasks.ingest.ingest_file (one transaction per file)
+  file-start / file-committed   around tasks.ingest.load.ingest_file (one transaction per file)
   insert-raw_chunk, insert-quarantine_chunk, insert-staged_chunk
                                 after each chunk insert inside that transaction
   publish-swap                  just before the analysts' copy is renamed into place
@@ -16,7 +16,7 @@ Points:
   snapshot-swap                 just before a snapshot's directory is renamed into place
   snapshot-record               just before a snapshot's row is inserted
   checkpoint-record             just before a checkpoint's row is inserted (the trainer is done)
-In the trainer child (`python -m tasks.trainer`, which the train flow starts; it is
+In the trainer child (`python -m tasks.train.trainer`, which the train flow starts; it is
 started through this file instead, so the points below work there too):
   reference-batch               after each batch of reference log-probs is computed
   reference-cache-swap          just before the reference cache file replaces the old one
@@ -29,7 +29,7 @@ $RELIABILITY_CHUNK_ROWS shrinks the loader's chunk so a small file spans
 several chunks (a big file does the same in production).
 
 `_killable.py --direct HOME SOURCE PATH...` skips Prefect and the CLI and does
-what the ingest flow's file task does for each file (tasks.ingest.ingest_file in
+what the ingest flow's file task does for each file (tasks.ingest.load.ingest_file in
 one connection), for kills inside a file's transaction: the code path is the
 same and the process starts in a second instead of four (no Prefect import).
 """
@@ -80,11 +80,11 @@ def wrap_before(module, attribute: str, name_of) -> None:
 
 
 def install_loader() -> None:
-    import tasks.ingest
+    import tasks.ingest.load
 
     if os.environ.get("RELIABILITY_CHUNK_ROWS"):
-        tasks.ingest.CHUNK_ROWS = int(os.environ["RELIABILITY_CHUNK_ROWS"])
-    wrap_after(tasks.ingest, "_insert", lambda con, view, *rest, **kw: f"insert-{view}")
+        tasks.ingest.load.CHUNK_ROWS = int(os.environ["RELIABILITY_CHUNK_ROWS"])
+    wrap_after(tasks.ingest.load, "_insert", lambda con, view, *rest, **kw: f"insert-{view}")
 
 
 def reported(ingest_file):
@@ -100,13 +100,13 @@ def reported(ingest_file):
 def install_flows() -> None:
     import flows.binarize
     import flows.ingest
-    import tasks.binarize
+    import tasks.binarize.marts
 
     flows.ingest.ingest_file = reported(flows.ingest.ingest_file)
 
     # binarize-model: the SQL models run inside binarize()'s transaction (publish
     # also runs view models through the same run_sql; those are not counted).
-    run_sql, binarize = tasks.binarize.run_sql, flows.binarize.binarize
+    run_sql, binarize = tasks.binarize.marts.run_sql, flows.binarize.binarize
     inside = []
 
     def reported_run_sql(*args, **kwargs):
@@ -122,7 +122,7 @@ def install_flows() -> None:
         finally:
             inside.clear()
 
-    tasks.binarize.run_sql = reported_run_sql
+    tasks.binarize.marts.run_sql = reported_run_sql
     flows.binarize.binarize = reported_binarize
     report_renames()
 
@@ -130,8 +130,8 @@ def install_flows() -> None:
 def install_training_flow() -> None:
     import flows.train
     import pyarrow.parquet
-    import tasks.checkpoints
-    import tasks.snapshots
+    import tasks.train.checkpoints
+    import tasks.train.snapshots
 
     write_table = pyarrow.parquet.write_table
 
@@ -142,15 +142,15 @@ def install_training_flow() -> None:
         return result
 
     pyarrow.parquet.write_table = reported_write_table
-    wrap_before(tasks.snapshots, "run_sql", lambda con, relative, *rest, **kw:
+    wrap_before(tasks.train.snapshots, "run_sql", lambda con, relative, *rest, **kw:
                 "snapshot-record" if relative == "snapshots/record_snapshot.sql" else None)
-    wrap_before(tasks.checkpoints, "record_checkpoint", lambda *args, **kwargs: "checkpoint-record")
+    wrap_before(tasks.train.checkpoints, "record_checkpoint", lambda *args, **kwargs: "checkpoint-record")
     # The trainer child runs through this file too, so its points can be reached.
     flows.train.subprocess = TrainerThroughDriver()
 
 
 class TrainerThroughDriver:
-    """flows.train's `subprocess` module, except that `python -m tasks.trainer ARGS`
+    """flows.train's `subprocess` module, except that `python -m tasks.train.trainer ARGS`
     becomes `python _killable.py --trainer ARGS`."""
 
     def __getattr__(self, name):
@@ -158,7 +158,7 @@ class TrainerThroughDriver:
 
     @staticmethod
     def Popen(command, *args, **kwargs):
-        if list(command[1:3]) == ["-m", "tasks.trainer"]:
+        if list(command[1:3]) == ["-m", "tasks.train.trainer"]:
             command = [command[0], os.path.abspath(__file__), "--trainer", *command[3:]]
         return subprocess.Popen(command, *args, **kwargs)
 
@@ -196,10 +196,10 @@ def report_renames() -> None:
 
 
 def install_trainer() -> None:
-    import tasks.reference_cache
+    import tasks.train.reference_cache
     import transformers
 
-    wrap_after(tasks.reference_cache, "sequence_logps", lambda *args, **kwargs: "reference-batch")
+    wrap_after(tasks.train.reference_cache, "sequence_logps", lambda *args, **kwargs: "reference-batch")
     wrap_after(transformers.PreTrainedModel, "save_pretrained", lambda *args, **kwargs: "checkpoint-weights-saved")
     report_renames()
 
@@ -207,9 +207,9 @@ def install_trainer() -> None:
 def direct(home: str, source: str, paths: list[str]) -> int:
     import uuid
 
-    from tasks.ingest import ingest_file
+    from tasks.ingest.load import ingest_file
     from tasks.sources import bind_source
-    from tasks.warehouse import connect
+    from tasks.warehouse.connection import connect
 
     load = reported(ingest_file)
     batch_id = str(uuid.uuid4())
@@ -222,7 +222,7 @@ def direct(home: str, source: str, paths: list[str]) -> int:
 if __name__ == "__main__":
     if sys.argv[1] == "--trainer":
         install_trainer()
-        from tasks.trainer import main as train_main
+        from tasks.train.trainer import main as train_main
 
         sys.exit(train_main(sys.argv[2:]))
     install_loader()

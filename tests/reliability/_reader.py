@@ -2,7 +2,7 @@
 
 usage: _reader.py HOME STOP_FILE REPORT_FILE
 
-Each round runs the consistency query through tasks.query.run_query (what
+Each round runs the consistency query through tasks.warehouse.query.run_query (what
 `thumbs query` runs) and, every tenth round, the CLI itself in-process. A
 published copy must always be whole: the accounting holds within it.
 """
@@ -16,7 +16,7 @@ import sys
 import time
 
 from flows.cli import main
-from tasks.query import run_query
+from tasks.warehouse.query import run_query
 
 CONSISTENCY = """
 SELECT (SELECT coalesce(sum(rows_read), 0) FROM ingest_runs),

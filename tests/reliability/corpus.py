@@ -27,7 +27,7 @@ from typing import Callable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks.settings import PROJECT_ROOT
+from tasks.common.settings import PROJECT_ROOT
 
 EXAMPLES = PROJECT_ROOT / "examples"
 HOSTILE_SQL = "'); DROP TABLE raw.records; -- $source ? %s {batch_id} \\' \" ;DELETE FROM feedback"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import duckdb
 
-from tasks.settings import PROJECT_ROOT
+from tasks.common.settings import PROJECT_ROOT
 
 from . import ledger
 
@@ -164,9 +164,9 @@ def training_state_problems(home: Path) -> list[str]:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from tasks.checkpoints import read_manifest
-    from tasks.settings import ThumbsError
-    from tasks.snapshots import load_snapshot
+    from tasks.train.checkpoints import read_manifest
+    from tasks.common.settings import ThumbsError
+    from tasks.train.snapshots import load_snapshot
 
     home = Path(home)
     snapshot_rows = warehouse_rows(home, "SELECT snapshot_id, path, files FROM snapshots")
@@ -219,8 +219,8 @@ def first_line_of(exc: BaseException) -> str:
 
 def published_problems(home: Path) -> list[str]:
     """The analysts' copy opens through `thumbs query` and is self-consistent."""
-    from tasks.query import run_query
-    from tasks.settings import ThumbsError
+    from tasks.warehouse.query import run_query
+    from tasks.common.settings import ThumbsError
 
     path = Path(home) / "published" / "warehouse.duckdb"
     if not path.exists():

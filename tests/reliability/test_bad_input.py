@@ -2,7 +2,7 @@
 naming the file (and row) with the warehouse unchanged, or quarantine with a reason
 and every row accounted for, or a clean load that keeps hostile text byte for byte.
 
-Loads go through tasks.ingest.ingest_file (what the ingest flow's file task runs);
+Loads go through tasks.ingest.load.ingest_file (what the ingest flow's file task runs);
 a few representatives also go through the `thumbs` CLI to see the printed line.
 """
 from __future__ import annotations
@@ -14,10 +14,10 @@ import duckdb
 import pytest
 
 from flows.cli import main
-from tasks.ingest import ingest_file
-from tasks.settings import ThumbsError
+from tasks.ingest.load import ingest_file
+from tasks.common.settings import ThumbsError
 from tasks.sources import bind_source
-from tasks.warehouse import connect
+from tasks.warehouse.connection import connect
 
 from . import ledger
 from .corpus import CASES, EXAMPLES, Case, FileError, Loads, Real

@@ -1,6 +1,6 @@
 """Analysts query while pipelines write; two ingests start at once.
 
-Readers: a separate process runs `thumbs query` in a loop (tasks.query.run_query,
+Readers: a separate process runs `thumbs query` in a loop (tasks.warehouse.query.run_query,
 and the CLI every tenth round) for as long as the writers run. Writers: two real
 `thumbs ingest hh A B` processes started together, then `thumbs binarize`; and,
 apart, a `thumbs nightly` run that ingests, binarizes, trains (tiny-llama),
@@ -20,12 +20,12 @@ import pytest
 import yaml
 
 from fixtures_models import model_cache, tiny_llama_dir  # noqa: F401
-from tasks.ingest import ingest_file
-from tasks.publish import publish
-from tasks.query import run_query
-from tasks.settings import PROJECT_ROOT, ThumbsError
+from tasks.ingest.load import ingest_file
+from tasks.warehouse.publish import publish
+from tasks.warehouse.query import run_query
+from tasks.common.settings import PROJECT_ROOT, ThumbsError
 from tasks.sources import bind_source
-from tasks.warehouse import connect
+from tasks.warehouse.connection import connect
 
 from . import ledger
 from .conftest import KILL_CHUNK_ROWS

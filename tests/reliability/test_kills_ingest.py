@@ -7,7 +7,7 @@ can stop at a named point so the kill lands exactly there. Kills at flow level
 (flows.cli.main), talking to the session's Prefect server (PREFECT_API_URL)
 instead of starting an ephemeral one each (~20 s). Kills inside one file's
 transaction kill `_killable.py --direct`, which runs the flow's file task body
-(tasks.ingest.ingest_file) without importing Prefect: same code path, a
+(tasks.ingest.load.ingest_file) without importing Prefect: same code path, a
 second to start instead of four.
 
 One home goes through a chain of kills, the way a nightly job that keeps being
@@ -88,7 +88,7 @@ def chain(hh_files, clean_reference, prefect_api_url, tmp_path_factory) -> Chain
         kills.append(record)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("tasks.ingest.CHUNK_ROWS", KILL_CHUNK_ROWS)
+        patch.setattr("tasks.ingest.load.CHUNK_ROWS", KILL_CHUNK_ROWS)
         assert main(["--home", str(home), "ingest", "shp", *hh_files.shp]) == 0  # an analysts' copy exists
 
         kill("file A: raw rows of chunk 1 inserted, its staged rows not yet", ingest_direct,

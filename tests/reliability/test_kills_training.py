@@ -28,11 +28,11 @@ from safetensors.torch import load_file
 
 from fixtures_models import model_cache, tiny_llama_dir  # noqa: F401
 from schemas.config import BinarizeConfig
-from tasks.binarize import binarize
-from tasks.checkpoints import read_manifest
-from tasks.ingest import ingest_file
+from tasks.binarize.marts import binarize
+from tasks.train.checkpoints import read_manifest
+from tasks.ingest.load import ingest_file
 from tasks.sources import bind_source
-from tasks.warehouse import connect
+from tasks.warehouse.connection import connect
 
 from .harness import Thumbs, compare, fingerprint, training_state_problems, visible, warehouse_rows
 
@@ -207,7 +207,7 @@ def test_a_checkpoint_appears_whole_or_not_at_all(chain):
 
 def test_a_finished_but_unrecorded_checkpoint_is_recorded_not_trained_again(chain):
     # Killed before result.json, then before the row: each re-run took up the checkpoint
-    # already on disk (tasks.checkpoints.finished_result) instead of training another.
+    # already on disk (tasks.train.checkpoints.finished_result) instead of training another.
     kills = by_point(chain)
     (written,) = kills["run-result"].checkpoints
     assert kills["checkpoint-record"].checkpoints == [written]

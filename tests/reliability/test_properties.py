@@ -26,11 +26,11 @@ from hypothesis import strategies as st
 
 from schemas.mapping import Mapping as LogMapping
 from schemas.mapping import load_mapping
-from tasks.ingest import ingest_file
-from tasks.settings import ThumbsError
+from tasks.ingest.load import ingest_file
+from tasks.common.settings import ThumbsError
 from tasks.sources import bind_source, hh, log, oasst
 from tasks.sources.base import RowRejected, Staged
-from tasks.warehouse import connect
+from tasks.warehouse.connection import connect
 
 from . import ledger
 from .corpus import EXAMPLES

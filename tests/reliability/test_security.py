@@ -23,11 +23,11 @@ import duckdb
 import pytest
 
 from flows.cli import main
-from tasks.ingest import ingest_file
-from tasks.publish import publish
-from tasks.settings import PROJECT_ROOT
+from tasks.ingest.load import ingest_file
+from tasks.warehouse.publish import publish
+from tasks.common.settings import PROJECT_ROOT
 from tasks.sources import bind_source
-from tasks.warehouse import connect
+from tasks.warehouse.connection import connect
 
 from . import ledger
 from .corpus import EXAMPLES
@@ -332,7 +332,7 @@ def test_code_version_does_not_write_the_checkout(tmp_path):
         pytest.skip("needs strace and a git checkout")
     trace = tmp_path / "strace.log"
     done = subprocess.run([strace, "-f", "-qq", "-o", str(trace), "-e", "trace=open,openat,creat,rename,unlink",
-                           sys.executable, "-c", "from tasks.settings import code_version; print(code_version())"],
+                           sys.executable, "-c", "from tasks.common.settings import code_version; print(code_version())"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert sorted(p for p in written_paths(trace) if p.startswith(str(PROJECT_ROOT))) == []

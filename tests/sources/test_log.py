@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from schemas.mapping import Mapping, check_columns, load_mapping, required_columns
-from tasks.pseudonym import pseudonymize
-from tasks.settings import PROJECT_ROOT, ThumbsError
+from tasks.sources.pseudonym import pseudonymize
+from tasks.common.settings import PROJECT_ROOT, ThumbsError
 from tasks.sources.base import RowRejected, Staged
 from tasks.sources.log import PAIRS_TABLE, RATINGS_TABLE, make_parser
 

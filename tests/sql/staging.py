@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tasks.readers import read_batches
+from tasks.ingest.readers import read_batches
 from tasks.sources.base import Parser, RowRejected, Staged
 
 

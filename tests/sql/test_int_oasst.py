@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from tasks.sources import oasst
-from tasks.warehouse import connect, run_sql
+from tasks.warehouse.connection import connect, run_sql
 from .staging import staged_rows
 
 PAIRS = "intermediate/int_oasst__pairs.sql"

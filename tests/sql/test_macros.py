@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import duckdb
 
-from tasks.settings import WAREHOUSE_SQL
+from tasks.common.settings import WAREHOUSE_SQL
 
 ODD_ROWS = """
 SELECT * FROM (VALUES

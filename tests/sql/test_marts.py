@@ -12,8 +12,8 @@ from datetime import datetime
 import pytest
 
 from schemas.config import BinarizeConfig
-from tasks.binarize import binarize
-from tasks.warehouse import connect
+from tasks.binarize.marts import binarize
+from tasks.warehouse.connection import connect
 
 EARLY, LATE = datetime(2026, 1, 1, 8), datetime(2026, 1, 2, 8)
 

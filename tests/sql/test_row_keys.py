@@ -11,9 +11,9 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from tasks.ingest import ingest_file, row_key
+from tasks.ingest.load import ingest_file, row_key
 from tasks.sources import bind_source, hh, oasst
-from tasks.warehouse import connect, migrate, warehouse_path
+from tasks.warehouse.connection import connect, migrate, warehouse_path
 from .staging import staged_rows
 
 DEMO = Path(__file__).resolve().parents[2] / "demo_data"

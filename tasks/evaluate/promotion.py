@@ -17,8 +17,8 @@ from typing import Any
 import duckdb
 
 from schemas.nightly import GateConfig
-from tasks.settings import thumbs_home
-from tasks.warehouse import rollback, run_sql
+from tasks.common.settings import thumbs_home
+from tasks.warehouse.connection import rollback, run_sql
 
 CHAMPION_ALIAS = "champion"
 
@@ -31,7 +31,7 @@ class GateDecision:
 
 
 def gate(candidate: dict[str, float], champion: dict[str, float] | None, config: GateConfig) -> GateDecision:
-    """Decide on eval metrics alone (names from tasks.evaluation)."""
+    """Decide on eval metrics alone (names from tasks.evaluate.evaluation)."""
     accuracy = candidate.get("eval_reward_accuracy")
     kl = candidate.get("kl_to_reference")
     evidence = {"candidate": candidate, "champion": champion, "gate": config.model_dump()}

@@ -31,10 +31,10 @@ from typing import Callable, Mapping
 
 import torch
 
-from tasks.batching import Encoded, pack
-from tasks.logprobs import sequence_logps
-from tasks.models import autocast_context, load_policy, weights_sha256
-from tasks.settings import ThumbsError, thumbs_home
+from tasks.train.batching import Encoded, pack
+from tasks.train.logprobs import sequence_logps
+from tasks.train.models import autocast_context, load_policy, weights_sha256
+from tasks.common.settings import ThumbsError, thumbs_home
 
 FORMAT_VERSION = 2  # 2: packed forwards with shared prompts (last float32 digits differ from 1)
 

@@ -16,8 +16,8 @@ from typing import Any, Iterable, Iterator
 
 import duckdb
 
-from tasks.settings import code_version, thumbs_home
-from tasks.warehouse import connect, run_sql
+from tasks.common.settings import code_version, thumbs_home
+from tasks.warehouse.connection import connect, run_sql
 
 NAMESPACE = "thumbs"
 PRODUCER = "https://github.com/thumbs-rlhf/thumbs"

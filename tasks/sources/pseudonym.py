@@ -18,7 +18,7 @@ import os
 import secrets
 from pathlib import Path
 
-from tasks.settings import ThumbsError, thumbs_home
+from tasks.common.settings import ThumbsError, thumbs_home
 
 KEY_ENV = "THUMBS_PSEUDONYM_KEY"
 KEY_FILE = Path("secrets") / "pseudonym.key"

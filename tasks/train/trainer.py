@@ -12,7 +12,7 @@ CSFT writes the label into the text: CSFT_CONTROL_TOKENS[label] and a space are
 prepended to the completion, so the control token is the first token(s) of the
 assistant turn; at inference, start the assistant reply with "<|good|> ".
 
-Run in its own process by flows/train.py: `python -m tasks.trainer --config ...`
+Run in its own process by flows/train.py: `python -m tasks.train.trainer --config ...`
 prints one JSON line per event (prefixed PROTOCOL) on stdout; see `main`.
 """
 from __future__ import annotations
@@ -32,14 +32,14 @@ import torch
 import torch.distributed as dist
 
 from schemas.train import TrainConfig
-from tasks import checkpoints as ckpt
-from tasks import reference_cache
-from tasks.batching import ChatEncoder, Encoded, bucket_batches, pack, pad
-from tasks.logprobs import sequence_logps
-from tasks.losses import CSFT_CONTROL_TOKENS, LOSSES, LossSpec, kto_lambdas, mismatched_indices
-from tasks.models import autocast_context, load_policy, load_tokenizer, pick_device, resolve_model, weights_sha256
-from tasks.settings import ThumbsError, code_version
-from tasks.snapshots import Snapshot, load_snapshot
+from tasks.train import checkpoints as ckpt
+from tasks.train import reference_cache
+from tasks.train.batching import ChatEncoder, Encoded, bucket_batches, pack, pad
+from tasks.train.logprobs import sequence_logps
+from tasks.train.losses import CSFT_CONTROL_TOKENS, LOSSES, LossSpec, kto_lambdas, mismatched_indices
+from tasks.train.models import autocast_context, load_policy, load_tokenizer, pick_device, resolve_model, weights_sha256
+from tasks.common.settings import ThumbsError, code_version
+from tasks.train.snapshots import Snapshot, load_snapshot
 
 PROTOCOL = "@thumbs "  # stdout lines the parent process parses; anything else is just logged
 TIMING_KEYS = ("samples_per_s", "tokens_per_s", "elapsed", "step_time")
@@ -447,7 +447,7 @@ def _say(event: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tasks.trainer", description="Train one thumbs run.")
+    parser = argparse.ArgumentParser(prog="python -m tasks.train.trainer", description="Train one thumbs run.")
     parser.add_argument("--config", required=True, help="TrainConfig as JSON or YAML")
     parser.add_argument("--snapshot", required=True, help="the snapshot directory")
     parser.add_argument("--run-dir", required=True, type=Path)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from tasks.checkpoints import read_manifest
-from tasks.settings import ThumbsError
-from tasks.query import published_connection
-from tasks.warehouse import run_sql
+from tasks.train.checkpoints import read_manifest
+from tasks.common.settings import ThumbsError
+from tasks.warehouse.query import published_connection
+from tasks.warehouse.connection import run_sql
 
 
 def recent_runs(home: str | Path | None, limit: int) -> list[list]:

@@ -18,7 +18,7 @@ from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_f
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from transformers.modeling_utils import AttentionInterface
 
-from tasks.batching import Group, PackedBatch, PaddedBatch
+from tasks.train.batching import Group, PackedBatch, PaddedBatch
 
 DEFAULT_CHUNK_SIZE = 512
 GROUP_ATTENTION = "thumbs_groups"
@@ -27,7 +27,7 @@ GROUP_ATTENTION = "thumbs_groups"
 def group_attention(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                     attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
                     packed_groups: tuple[Group, ...] | None = None, **kwargs) -> tuple[torch.Tensor, None]:
-    """transformers attention for packed rows, one group (tasks.batching.Group) at a time:
+    """transformers attention for packed rows, one group (tasks.train.batching.Group) at a time:
     a packed row of T tokens costs the sum of its groups' attention instead of T x T
     masked attention, and branches see their shared prompt. Without `packed_groups`
     (padded batches, generation) it is transformers' sdpa attention, mask and all."""

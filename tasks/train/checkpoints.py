@@ -29,9 +29,9 @@ import duckdb
 import torch
 
 from schemas.train import RUNTIME_FIELDS, TrainConfig
-from tasks.lineage import dataset
-from tasks.settings import ThumbsError, thumbs_home
-from tasks.warehouse import run_sql
+from tasks.lineage.runs import dataset
+from tasks.common.settings import ThumbsError, thumbs_home
+from tasks.warehouse.connection import run_sql
 
 MANIFEST = "manifest.json"
 STATE = "state.pt"

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 import duckdb
 
 from schemas.config import BinarizeConfig
-from tasks.settings import WAREHOUSE_SQL
-from tasks.warehouse import rollback, run_sql
+from tasks.common.settings import WAREHOUSE_SQL
+from tasks.warehouse.connection import rollback, run_sql
 
 # The DAG of SQL models, in dependency order, with the parameters each binds.
 MODELS: list[tuple[str, tuple[str, ...]]] = [

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from tasks.settings import ThumbsError, thumbs_home
+from tasks.common.settings import ThumbsError, thumbs_home
 
 
 @contextmanager

@@ -6,14 +6,14 @@ SmolLM2), then the completion's tokens, then the token that ends an assistant tu
 (`<|im_end|>`, the token generation stops on). Only the completion and that
 end-of-turn token count in the log-probs.
 
-Batches come in two forms, both consumed by tasks/logprobs.py:
+Batches come in two forms, both consumed by tasks/train/logprobs.py:
 - PaddedBatch: [B, L] right-padded, with an attention mask;
 - PackedBatch: every sequence concatenated into one row [1, T], position_ids
   restarting at 0 per sequence. transformers (5.x) reads those restarts as sequence
   boundaries and builds a block-diagonal causal mask (sdpa and eager), or varlen
   flash-attention, provided attention_mask is None and use_cache is False (with a
   KV cache it silently attends across sequences). No padding is computed at all.
-  tasks/logprobs.py goes further and runs attention group by group (`groups`), so
+  tasks/train/logprobs.py goes further and runs attention group by group (`groups`), so
   a [T, T] mask is never applied.
 
 With share_prompts, sequences that have the same prompt (a pair's chosen and

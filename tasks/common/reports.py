@@ -4,8 +4,8 @@ from __future__ import annotations
 from collections import Counter
 
 from schemas.config import BinarizeConfig
-from tasks.binarize import BinarizeResult
-from tasks.ingest import FileResult
+from tasks.binarize.marts import BinarizeResult
+from tasks.ingest.load import FileResult
 
 
 def _table(header: list[str], rows: list[list[object]]) -> str:

@@ -22,8 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from tasks.settings import ThumbsError, thumbs_home
-from tasks.warehouse import query_arrow, run_sql
+from tasks.common.settings import ThumbsError, thumbs_home
+from tasks.warehouse.connection import query_arrow, run_sql
 
 Kind = Literal["feedback", "pairs"]
 SPLITS = ("train", "eval")

@@ -24,11 +24,11 @@ from typing import Any, Callable, Mapping, Sequence
 import duckdb
 import pyarrow as pa
 
-from tasks.readers import DEFAULT_MAX_ROW_BYTES, LineBatch, Progress, RawRow, RowBatch, read_batches
-from tasks.settings import ThumbsError, first_line
+from tasks.ingest.readers import DEFAULT_MAX_ROW_BYTES, LineBatch, Progress, RawRow, RowBatch, read_batches
+from tasks.common.settings import ThumbsError, first_line
 from tasks.sources.base import Parser, Quarantined, RowRejected, SourceBinding, Staged
-from tasks.warehouse import rollback, run_sql
-from tasks.workers import WorkerFailed, in_order
+from tasks.warehouse.connection import rollback, run_sql
+from tasks.ingest.workers import WorkerFailed, in_order
 
 CHUNK_ROWS = 5_000  # rows per batch parsed and per insert: small enough that batches in flight stay a few MB
 QUARANTINE_RAW_LIMIT = 65_536

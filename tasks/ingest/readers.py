@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 
 import orjson  # installed with prefect
 
-from tasks.settings import ThumbsError
+from tasks.common.settings import ThumbsError
 
 GZIP_MAGIC = b"\x1f\x8b"
 UTF8_BOM = b"\xef\xbb\xbf"

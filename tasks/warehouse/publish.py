@@ -13,9 +13,9 @@ from pathlib import Path
 
 import duckdb
 
-from tasks.binarize import create_views
-from tasks.settings import ThumbsError, thumbs_home
-from tasks.warehouse import run_sql
+from tasks.binarize.marts import create_views
+from tasks.common.settings import ThumbsError, thumbs_home
+from tasks.warehouse.connection import run_sql
 
 PUBLISHED_TABLES = (
     "feedback", "preference_pairs", "quarantine", "ingest_runs",

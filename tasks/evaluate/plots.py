@@ -1,5 +1,5 @@
 """Training curves as PNG, from a run's metrics.jsonl (one JSON object per step, as
-tasks/trainer.py writes it: `loss`, `reward_accuracy`, `reward_margin`, ... and, on
+tasks/train/trainer.py writes it: `loss`, `reward_accuracy`, `reward_margin`, ... and, on
 steps that evaluated, the same names prefixed `eval_`).
 
 Drawn on matplotlib's Agg canvas through the object API, not pyplot: no display,

