@@ -10,6 +10,8 @@ from collections import Counter
 from pathlib import Path
 
 from tasks.common.settings import ThumbsError, first_line
+from tasks.sources import SOURCES
+from tasks.train.algorithms import LOSSES
 
 EPILOG = """examples:
   thumbs ingest hh data/hh-rlhf/*.jsonl.gz
@@ -178,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     ingest = verbs.add_parser("ingest", help="load feedback files of one source into the warehouse")
-    ingest.add_argument("source", choices=["hh", "shp", "oasst", "log"])
+    ingest.add_argument("source", choices=list(SOURCES))
     ingest.add_argument("paths", nargs="+", metavar="PATH", help="files or globs: JSONL, JSON, CSV, Parquet, .gz")
     ingest.add_argument("--mapping", help="log sources: the mapping YAML naming the log's columns")
     ingest.add_argument("--max-row-bytes", type=int, default=4 * 2**20,
@@ -192,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     binarize.set_defaults(run=cmd_binarize)
 
     train = verbs.add_parser("train", help="train a policy from a snapshot of the warehouse")
-    train.add_argument("--algo", required=True, choices=["kto", "dpo", "ipo", "slic", "sft", "csft"])
+    train.add_argument("--algo", required=True, choices=list(LOSSES))
     train.add_argument("--config", help="YAML file of training options")
     train.add_argument("--resume", action="store_true",
                        help="continue the last interrupted run with the same config and snapshot")
@@ -208,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     nightly = verbs.add_parser("nightly", help="the whole DAG: ingest what is new, binarize, snapshot, train, "
                                                  "evaluate, promote")
     nightly.add_argument("--sources", required=True, help="sources.yaml: the files to watch, per source")
-    nightly.add_argument("--algo", default="kto", choices=["kto", "dpo", "ipo", "slic", "sft", "csft"])
+    nightly.add_argument("--algo", default="kto", choices=list(LOSSES))
     nightly.add_argument("--config", help="YAML file of training options")
     nightly.add_argument("--force", action="store_true", help="train even when nothing new arrived")
     nightly.add_argument("--accuracy-tolerance", type=float, default=0.02,

@@ -9,6 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from schemas.config import BinarizeConfig
 from tasks.common.settings import ThumbsError
+from tasks.sources import SOURCES
+
+SourceName = Literal[tuple(SOURCES)]  # the registry's names
+MAPPED_SOURCES = [name for name, source in SOURCES.items() if source.needs_mapping]
 
 
 class WatchedSource(BaseModel):
@@ -16,14 +20,15 @@ class WatchedSource(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    source: Literal["hh", "shp", "oasst", "log"]
+    source: SourceName
     paths: list[str] = Field(min_length=1)
     mapping: str | None = None
 
     @model_validator(mode="after")
     def _mapping_for_logs(self) -> "WatchedSource":
-        if (self.source == "log") != (self.mapping is not None):
-            raise ValueError("a `log` source needs `mapping`, and only a log source takes one")
+        if SOURCES[self.source].needs_mapping != (self.mapping is not None):
+            raise ValueError(f"a `{'`/`'.join(MAPPED_SOURCES)}` source needs `mapping`, "
+                             f"and only a {' or '.join(MAPPED_SOURCES)} source takes one")
         return self
 
 

@@ -10,7 +10,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Algo = Literal["kto", "dpo", "ipo", "slic", "sft", "csft"]
+from tasks.train.algorithms import LOSSES
+
+Algo = Literal[tuple(LOSSES)]  # the registry's names, in its order
 
 # Fields that change how a run executes but not what it learns: a run may be
 # resumed with different values of these (e.g. on another device).
@@ -64,9 +66,10 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> "TrainConfig":
-        if self.algo == "kto" and self.batch_size < 2:
-            raise ValueError("batch_size: KTO needs >= 2 examples per batch for its KL reference point")
-        if self.one_per_prompt and self.algo not in ("kto", "sft", "csft"):
+        spec = LOSSES[self.algo]
+        if spec.needs_kl_rows and self.batch_size < 2:
+            raise ValueError(f"batch_size: {self.algo.upper()} needs >= 2 examples per batch for its KL reference point")
+        if self.one_per_prompt and spec.batch != "unpaired":
             raise ValueError(f"one_per_prompt: only for algorithms trained on thumbs, not {self.algo}")
         return self
 

@@ -26,8 +26,8 @@ import pyarrow as pa
 
 from tasks.ingest.readers import DEFAULT_MAX_ROW_BYTES, LineBatch, Progress, RawRow, RowBatch, read_batches
 from tasks.common.settings import ThumbsError, first_line
-from tasks.sources.base import Parser, Quarantined, RowRejected, SourceBinding, Staged
-from tasks.warehouse.connection import rollback, run_sql
+from tasks.sources.base import Parser, Quarantined, RowRejected, SourceBinding, Staged, StagingTable
+from tasks.warehouse.connection import read_sql, rollback, run_sql
 from tasks.ingest.workers import WorkerFailed, in_order
 
 CHUNK_ROWS = 5_000  # rows per batch parsed and per insert: small enough that batches in flight stay a few MB
@@ -141,29 +141,34 @@ def _keyed(columns: dict[str, list]) -> dict[str, list | pa.Array]:
             **columns}
 
 
-def _load_chunk(con: duckdb.DuckDBPyConnection, chunk: ParsedChunk, result: FileResult) -> None:
+def _load_chunk(con: duckdb.DuckDBPyConnection, chunk: ParsedChunk, result: FileResult,
+                tables: Mapping[str, StagingTable]) -> None:
     result.rows_read += chunk.rows_read
     result.rows_quarantined += chunk.reasons.total()
     result.reasons.update(chunk.reasons)
     if chunk.raw is not None:
-        _insert(con, "raw_chunk", chunk.raw, "load/raw_records.sql")
+        _insert(con, "raw_chunk", chunk.raw, read_sql("load/raw_records.sql"))
     if chunk.quarantine is not None:
-        _insert(con, "quarantine_chunk", chunk.quarantine, "load/quarantine.sql")
+        _insert(con, "quarantine_chunk", chunk.quarantine, read_sql("load/quarantine.sql"))
     for table, rows in chunk.staged.items():
-        inserted = _insert(con, "staged_chunk", rows, f"load/{table.removeprefix('staging.')}.sql")
+        if table not in tables:
+            raise ThumbsError(f"the parser staged rows for {table}, which its source does not declare "
+                              f"(it declares: {', '.join(tables) or 'none'})")
+        statement = read_sql("load/staged_rows.sql").format(staging_table=tables[table].quoted)
+        inserted = _insert(con, "staged_chunk", rows, statement)
         result.rows_loaded += inserted
         result.rows_duplicate += rows.num_rows - inserted
         result.loaded_by_table[table] += inserted
 
 
-def _insert(con: duckdb.DuckDBPyConnection, view: str, rows: pa.Table, sql_file: str) -> int:
-    """Run a load/*.sql statement that reads `view`; the number of rows it inserted."""
+def _insert(con: duckdb.DuckDBPyConnection, view: str, rows: pa.Table, statement: str) -> int:
+    """Run a load statement that reads `view`; the number of rows it inserted."""
     # As a stream that lets go of each batch once read: DuckDB holds what was
     # registered until COMMIT, so a registered Table (or Table.to_reader()) kept
     # every chunk of a big file in memory (GBs for a million HH rows).
     con.register(view, pa.RecordBatchReader.from_batches(rows.schema, iter(rows.to_batches())))
     try:
-        return run_sql(con, sql_file).fetchone()[0]
+        return con.execute(statement).fetchone()[0]
     finally:
         # After a failed statement DuckDB has aborted the transaction and this fails
         # too; its "transaction is aborted" used to hide the statement's own error.
@@ -244,6 +249,8 @@ def ingest_file(
         if previous:
             result.status, result.previous_batch = "skipped", previous[0]
         else:
+            for table in source.tables:  # a new source's tables come from its declaration, not a migration
+                con.execute(table.create_statement())
             _load_rows(con, source, path, sha, batch_id, result, max_row_bytes, progress)
         run_sql(con, "load/ingest_run.sql", {
             "batch_id": batch_id, "source": source.name, "file": str(path), "file_sha256": sha,
@@ -267,7 +274,7 @@ def _load_rows(con, source, path, sha, batch_id, result, max_row_bytes, progress
     checked = False
     # closing: on an error the worker processes stop now, not when the traceback is collected
     with closing(in_order(work, batches, _workers(source, path))) as chunks, \
-            _ChunkWriter(con, result) as writer:
+            _ChunkWriter(con, result, {table.name: table for table in source.tables}) as writer:
         try:
             for chunk in chunks:
                 if not checked and chunk.first_record is not None:
@@ -290,18 +297,19 @@ class _ChunkWriter:
     so the caller's rollback never runs beside a write.
     """
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, result: FileResult, depth: int = 2) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, result: FileResult, tables: Mapping[str, StagingTable],
+                 depth: int = 2) -> None:
         self.waiting: queue.Queue = queue.Queue(maxsize=depth)
         self.failure: BaseException | None = None
         self.cancelled = False
-        self.thread = threading.Thread(target=self._write, args=(con, result), name="thumbs-chunk-writer",
+        self.thread = threading.Thread(target=self._write, args=(con, result, tables), name="thumbs-chunk-writer",
                                        daemon=True)
 
-    def _write(self, con: duckdb.DuckDBPyConnection, result: FileResult) -> None:
+    def _write(self, con: duckdb.DuckDBPyConnection, result: FileResult, tables: Mapping[str, StagingTable]) -> None:
         while (chunk := self.waiting.get()) is not None:
             if self.failure is None and not self.cancelled:
                 try:
-                    _load_chunk(con, chunk, result)
+                    _load_chunk(con, chunk, result, tables)
                 except BaseException as exc:  # raised in the caller's thread, by put() or on leaving
                     self.failure = exc
 

@@ -1,39 +1,44 @@
-"""The sources thumbs reads, each a module with a pure parser (see base.py)."""
+"""The sources thumbs reads: one module each, found by itself.
+
+Every module of this package that declares `SOURCE = Source(...)` (base.py) is a
+source: `SOURCES` maps their names to the declarations, and the CLI's
+`ingest` choices, sources.yaml's `source:` values, the loader and binarize's
+per-source SQL models all start from it. A new source is a new module here
+plus its SQL model (docs/add-a-source.md); nothing else lists it.
+"""
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from pathlib import Path
 
-from tasks.sources.base import SourceBinding
 from tasks.common.settings import ThumbsError
+from tasks.sources.base import Source, SourceBinding
 
-SOURCES = ("hh", "shp", "oasst", "log")
+
+def discover(package: str) -> dict[str, Source]:
+    """Name -> declaration, for every module of `package` that declares a `SOURCE`."""
+    found: dict[str, Source] = {}
+    for module in pkgutil.iter_modules(importlib.import_module(package).__path__):  # sorted by name
+        declared = getattr(importlib.import_module(f"{package}.{module.name}"), "SOURCE", None)
+        if isinstance(declared, Source):
+            if declared.name != module.name:  # so that a source is found where docs/add-a-source.md says
+                raise ImportError(f"{package}.{module.name} declares source '{declared.name}': "
+                                  f"a source lives in the module of its name")
+            found[declared.name] = declared
+    return found
+
+
+SOURCES: dict[str, Source] = discover(__name__)
+
+
+def find_source(name: str) -> Source:
+    if name not in SOURCES:
+        raise ThumbsError(f"unknown source '{name}' (use one of: {', '.join(SOURCES)})")
+    return SOURCES[name]
 
 
 def bind_source(source: str, *, mapping: str | Path | None = None, home: str | Path | None = None) -> SourceBinding:
-    """The parser and required columns for `source`; `log` needs its mapping file."""
-    if source == "hh":
-        from tasks.sources import hh
-
-        return SourceBinding("hh", hh.parse, ("chosen", "rejected"))
-    if source == "shp":
-        from tasks.sources import shp
-
-        return SourceBinding("shp", shp.parse, ("post_id", "history", "human_ref_A", "human_ref_B", "labels"))
-    if source == "oasst":
-        from tasks.sources import oasst
-
-        return SourceBinding("oasst", oasst.parse)  # two layouts (flat, trees): checked per row
-    if source == "log":
-        if mapping is None:
-            raise ThumbsError("thumbs ingest log: --mapping MAP.yaml is required (it names the log's columns)")
-        from schemas.mapping import load_mapping, required_columns
-        from tasks.sources.pseudonym import load_key
-        from tasks.sources import log
-
-        spec = load_mapping(mapping)
-        key = load_key(home)
-        return SourceBinding(
-            f"log:{spec.name}", log.make_parser(spec, key), tuple(required_columns(spec)),
-            {"mapping": str(mapping)}, redact=log.make_redactor(spec, key),
-        )
-    raise ThumbsError(f"unknown source '{source}' (use one of: {', '.join(SOURCES)})")
+    """The parser, required columns and staging tables for `source`; a source
+    described by a mapping file (log) needs it."""
+    return find_source(source).bind(mapping, home)

@@ -1,4 +1,10 @@
-"""The contract every source parser follows.
+"""The contract every source follows: its declaration, its staging tables, its parser.
+
+A source is one module of this package declaring `SOURCE = Source(...)`: its
+name, its parser (or, for a source configured by a mapping file, how to make
+one), the fields a file must have, and the staging tables its rows go to, with
+their columns. tasks/sources/__init__.py finds the modules; docs/add-a-source.md
+walks through a new one.
 
 A parser turns one record (a dict, as read from a file by tasks.ingest.readers) into
 outcomes: staged rows for a staging table, or quarantined parts with a reason.
@@ -12,8 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence, Union
+
+from tasks.common.settings import ThumbsError
 
 Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": str}
 
@@ -48,9 +58,53 @@ Outcome = Union[Staged, Quarantined]
 Parser = Callable[[Mapping[str, Any]], Iterable[Outcome]]
 
 
+# A prompt: the conversation before the reply, as {role, content} messages.
+PROMPT = "STRUCT(role VARCHAR, content VARCHAR)[] NOT NULL"
+# The columns the loader fills in every staging table, ahead of the parser's values.
+LOADER_COLUMNS = {"row_key": "UHUGEINT PRIMARY KEY", "batch_id": "VARCHAR NOT NULL",
+                  "file_sha256": "VARCHAR NOT NULL", "row_number": "BIGINT NOT NULL"}
+_TABLE_NAME = re.compile(r"staging\.stg_[a-z0-9_]+__[a-z0-9_]+")
+_COLUMN_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class StagingTable:
+    """A table a source's parser fills: `staging.stg_<source>__<entity>`.
+
+    `columns` are the parser's values (Staged.values) as name -> DuckDB type; the
+    loader adds LOADER_COLUMNS in front and creates the table when it does not
+    exist. The tables of the first sources were created by migrations; a test
+    (tests/sources/test_registry.py) keeps their declarations equal to them.
+    """
+
+    name: str
+    columns: Mapping[str, str]
+
+    def __post_init__(self) -> None:
+        # Names are put into SQL text (DDL and the staging insert), so only plain ones are declared.
+        if not _TABLE_NAME.fullmatch(self.name):
+            raise ValueError(f"staging table '{self.name}': expected staging.stg_<source>__<entity>, "
+                             "lowercase letters, digits and _")
+        bad = [name for name in self.columns if not _COLUMN_NAME.fullmatch(name) or name in LOADER_COLUMNS]
+        if bad:
+            raise ValueError(f"staging table '{self.name}': column '{bad[0]}' is not a plain lowercase name "
+                             f"or is one the loader fills ({', '.join(LOADER_COLUMNS)})")
+
+    @property
+    def quoted(self) -> str:
+        """The name as a quoted SQL identifier, e.g. "staging"."stg_hh__pairs"."""
+        return ".".join(f'"{part}"' for part in self.name.split("."))
+
+    def create_statement(self) -> str:
+        columns = {**LOADER_COLUMNS, **self.columns}
+        return (f"CREATE TABLE IF NOT EXISTS {self.quoted} ("
+                + ", ".join(f'"{name}" {kind}' for name, kind in columns.items()) + ")")
+
+
 @dataclass(frozen=True)
 class SourceBinding:
-    """A source ready to ingest: its warehouse name, parser and required columns."""
+    """A source ready to ingest: its warehouse name, parser, required columns and
+    the staging tables its parser may fill."""
 
     name: str  # 'hh', 'shp', 'oasst', 'log:<name>'
     parse: Parser
@@ -59,6 +113,41 @@ class SourceBinding:
     # For sources carrying personal data: the record as it may be stored in
     # raw.records and quarantine. Rows that cannot be parsed are then withheld.
     redact: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
+    tables: Sequence[StagingTable] = ()
+
+
+@dataclass(frozen=True)
+class Source:
+    """A source's declaration: a source module's `SOURCE`.
+
+    Either `parse` (a parser that needs nothing but the record) or `bind_mapping`
+    (for a source whose files are described by a mapping file, as business logs
+    are: (mapping file, THUMBS_HOME) -> the binding, parser and all).
+    `required_fields` are checked on a file's first readable row, so a file of
+    the wrong source fails at once instead of quarantining every row.
+    """
+
+    name: str
+    staging: Sequence[StagingTable]
+    parse: Parser | None = None
+    required_fields: Sequence[str] = ()
+    bind_mapping: Callable[[str | Path, str | Path | None], SourceBinding] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.parse is None) == (self.bind_mapping is None):
+            raise ValueError(f"source '{self.name}': declare either parse or bind_mapping")
+
+    @property
+    def needs_mapping(self) -> bool:
+        return self.bind_mapping is not None
+
+    def bind(self, mapping: str | Path | None = None, home: str | Path | None = None) -> SourceBinding:
+        if self.bind_mapping is None:
+            return SourceBinding(self.name, self.parse, tuple(self.required_fields), tables=tuple(self.staging))
+        if mapping is None:
+            raise ThumbsError(f"thumbs ingest {self.name}: --mapping MAP.yaml is required "
+                              "(it names the file's columns)")
+        return self.bind_mapping(mapping, home)
 
 
 def content_key(*parts: Any) -> str:

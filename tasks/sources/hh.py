@@ -21,7 +21,8 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable, Mapping
 
-from tasks.sources.base import Message, Outcome, RowRejected, Staged, content_key, require_text
+from tasks.sources.base import (PROMPT, Message, Outcome, RowRejected, Source, Staged, StagingTable, content_key,
+                                require_text)
 
 TABLE = "staging.stg_hh__pairs"
 
@@ -152,3 +153,11 @@ def merge_same_speaker_turns(speakers: list[str], texts: list[str]) -> tuple[lis
             merged_speakers.append(speaker)
             merged_texts.append(text)
     return merged_speakers, merged_texts
+
+
+SOURCE = Source(
+    name="hh",
+    parse=parse,
+    required_fields=("chosen", "rejected"),
+    staging=[StagingTable(TABLE, {"prompt": PROMPT, "chosen": "VARCHAR NOT NULL", "rejected": "VARCHAR NOT NULL"})],
+)

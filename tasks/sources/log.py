@@ -28,11 +28,15 @@ import json
 import math
 import re
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Any, Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from schemas.mapping import Mapping as LogMapping
-from tasks.sources.pseudonym import pseudonymize
-from tasks.sources.base import Message, Parser, RowRejected, Staged, content_key
+from tasks.sources.pseudonym import load_key, pseudonymize
+from tasks.sources.base import (PROMPT, Message, Parser, RowRejected, Source, SourceBinding, Staged, StagingTable,
+                                content_key)
+
+if TYPE_CHECKING:  # pydantic, which schemas.mapping needs, would double the CLI's start-up: imported when binding
+    from schemas.mapping import Mapping as LogMapping
 
 RATINGS_TABLE = "staging.stg_log__ratings"
 PAIRS_TABLE = "staging.stg_log__pairs"
@@ -48,6 +52,17 @@ TIE_WORDS = {"tie", "both", "none", "neither", "draw", "equal"}
 # Variation selectors and Fitzpatrick skin tones: 👍🏽 and 👍️ are still 👍.
 EMOJI_MODIFIERS = re.compile("[\ufe0e\ufe0f\U0001f3fb-\U0001f3ff]")
 EPOCH = datetime(1970, 1, 1)
+
+
+def bind(mapping_file: str | Path, home: str | Path | None) -> SourceBinding:
+    """The binding for one log: its mapping file names the columns, the warehouse's
+    pseudonym key (tasks/sources/pseudonym.py) hides its user ids."""
+    from schemas.mapping import load_mapping, required_columns
+
+    mapping = load_mapping(mapping_file)
+    key = load_key(home)
+    return SourceBinding(f"log:{mapping.name}", make_parser(mapping, key), tuple(required_columns(mapping)),
+                         {"mapping": str(mapping_file)}, redact=make_redactor(mapping, key), tables=SOURCE.staging)
 
 
 def make_parser(mapping: LogMapping, key: bytes) -> Parser:
@@ -342,3 +357,25 @@ def _from_epoch(number: float) -> datetime:
         if abs(number) < 1e11 * per_second:
             break
     return EPOCH + timedelta(microseconds=round(number * 1_000_000 / per_second))
+
+
+# The columns both staging tables share (_common).
+_EVENT_COLUMNS = {
+    "log_name": "VARCHAR NOT NULL",
+    "event_id": "VARCHAR",
+    "event_at": "TIMESTAMP",
+    "conversation_id": "VARCHAR",
+    "user_pseudonym": "VARCHAR",
+    "model_version": "VARCHAR",
+    "prompt": PROMPT,
+}
+
+SOURCE = Source(
+    name="log",
+    bind_mapping=bind,
+    staging=[
+        StagingTable(RATINGS_TABLE, {**_EVENT_COLUMNS, "completion": "VARCHAR NOT NULL", "rating_raw": "VARCHAR NOT NULL",
+                                     "label": "BOOLEAN"}),  # label NULL: neutral, kept and counted, not trained on
+        StagingTable(PAIRS_TABLE, {**_EVENT_COLUMNS, "chosen": "VARCHAR NOT NULL", "rejected": "VARCHAR NOT NULL"}),
+    ],
+)

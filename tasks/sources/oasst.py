@@ -24,7 +24,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator, Mapping
 
-from tasks.sources.base import Outcome, Quarantined, RowRejected, Staged, require_text
+from tasks.sources.base import Outcome, Quarantined, RowRejected, Source, Staged, StagingTable, require_text
 
 TABLE = "staging.stg_oasst__messages"
 
@@ -166,3 +166,22 @@ def _utc(text: str | None) -> datetime | None:
 
 def _without_replies(node: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in node.items() if key != "replies"}
+
+
+SOURCE = Source(
+    name="oasst",
+    parse=parse,  # two layouts (flat, trees): its fields are checked per row
+    staging=[StagingTable(TABLE, {
+        "message_id": "VARCHAR NOT NULL",
+        "parent_id": "VARCHAR",
+        "message_tree_id": "VARCHAR",
+        "role": "VARCHAR NOT NULL",  # user | assistant
+        "content": "VARCHAR NOT NULL",
+        "rank": "INTEGER",  # 0 = best among siblings
+        "deleted": "BOOLEAN NOT NULL",
+        "synthetic": "BOOLEAN NOT NULL",
+        "review_result": "BOOLEAN",
+        "lang": "VARCHAR",
+        "created_at": "TIMESTAMP",
+    })],
+)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Mapping
 
-from tasks.sources.base import Outcome, RowRejected, Staged, content_key, require_text
+from tasks.sources.base import PROMPT, Outcome, RowRejected, Source, Staged, StagingTable, content_key, require_text
 
 TABLE = "staging.stg_shp__pairs"
 
@@ -103,3 +103,19 @@ def checked_score_ratio(value: Any, score_a: int, score_b: int) -> float | None:
     if expected is not None and abs(value - expected) > RATIO_TOLERANCE * expected:
         raise RowRejected("field 'score_ratio' disagrees with the scores")
     return float(value)
+
+
+SOURCE = Source(
+    name="shp",
+    parse=parse,
+    required_fields=("post_id", "history", "human_ref_A", "human_ref_B", "labels"),
+    staging=[StagingTable(TABLE, {
+        "post_id": "VARCHAR NOT NULL",
+        "prompt": PROMPT,
+        "chosen": "VARCHAR NOT NULL",
+        "rejected": "VARCHAR NOT NULL",
+        "chosen_score": "BIGINT",
+        "rejected_score": "BIGINT",
+        "score_ratio": "DOUBLE",
+    })],
+)

@@ -9,16 +9,18 @@ reward_margin, rewards_chosen, rewards_rejected, kl, n_desirable,
 n_undesirable, n_pairs). A metric about a class the batch lacks is left out
 rather than logged as 0, which would lie once averaged over steps.
 
-`LOSSES` maps an algorithm name to its `LossSpec`. Adding an algorithm is one
-function here plus one line there.
+`LOSSES` (tasks/train/algorithms.py, torch-free) maps an algorithm name to its
+`LossSpec`, which names its function here. Adding an algorithm is one function
+here plus one line there (docs/add-a-loss.md).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
+
+from tasks.train.algorithms import LOSSES, LossSpec  # noqa: F401 (the trainer's one import of its losses)
 
 Tensor = torch.Tensor
 Metrics = dict[str, float]
@@ -253,47 +255,3 @@ def csft_loss(policy_logps: Tensor, desirable: Tensor, *, lengths: Tensor) -> tu
     _positive(lengths, "lengths")
     nll = _token_nll(policy_logps, lengths)
     return nll, _sft_metrics(nll, lengths, desirable.to(torch.bool))
-
-
-@dataclass(frozen=True)
-class LossSpec:
-    """How the trainer calls a loss: `inputs` names the keyword arguments it supplies.
-
-    Unpaired batches offer policy_logps, reference_logps, kl_policy_logps,
-    kl_reference_logps, desirable, lengths; paired batches offer
-    {policy,reference}_{chosen,rejected}_logps, chosen_lengths,
-    rejected_lengths; hyperparameters (beta, lambda_d, ...) and kl_reduce come
-    from the config and the trainer.
-    """
-
-    fn: Callable[..., tuple[Tensor, Metrics]]
-    batch: Literal["unpaired", "paired"]
-    inputs: tuple[str, ...]
-
-    @property
-    def needs_reference(self) -> bool:
-        return any(name.startswith(("reference_", "kl_reference_")) for name in self.inputs)
-
-    @property
-    def needs_kl_rows(self) -> bool:
-        """Whether the batch must also hold the mismatched (x_i, y_j) rows."""
-        return "kl_policy_logps" in self.inputs
-
-    def call(self, available: dict[str, object]) -> tuple[Tensor, Metrics]:
-        missing = [name for name in self.inputs if name not in available]
-        if missing:
-            raise KeyError(f"{self.fn.__name__} needs {missing}, which the batch does not provide")
-        return self.fn(**{name: available[name] for name in self.inputs})
-
-
-_UNPAIRED = ("policy_logps", "reference_logps", "kl_policy_logps", "kl_reference_logps", "desirable")
-_PAIRED = ("policy_chosen_logps", "policy_rejected_logps", "reference_chosen_logps", "reference_rejected_logps")
-
-LOSSES: dict[str, LossSpec] = {
-    "kto": LossSpec(kto_loss, "unpaired", _UNPAIRED + ("beta", "lambda_d", "lambda_u", "kl_reduce")),
-    "dpo": LossSpec(dpo_loss, "paired", _PAIRED + ("beta",)),
-    "ipo": LossSpec(ipo_loss, "paired", _PAIRED + ("beta", "chosen_lengths", "rejected_lengths")),
-    "slic": LossSpec(slic_loss, "paired", ("policy_chosen_logps", "policy_rejected_logps", "beta", "chosen_lengths")),
-    "sft": LossSpec(sft_loss, "unpaired", ("policy_logps", "desirable", "lengths")),
-    "csft": LossSpec(csft_loss, "unpaired", ("policy_logps", "desirable", "lengths")),
-}

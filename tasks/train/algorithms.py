@@ -1,0 +1,65 @@
+"""The training algorithms: name -> how the trainer calls its loss.
+
+`LOSSES` is the one list of algorithms. The CLI's `--algo` choices and
+`TrainConfig.algo` are derived from it, so this module must not import torch
+(the CLI builds its parser, `thumbs query` included, before any verb runs):
+each entry names its loss function in tasks/train/losses.py instead of holding
+it. Adding an algorithm is one pure function there and one line here
+(docs/add-a-loss.md).
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
+
+LOSS_MODULE = "tasks.train.losses"
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """How the trainer calls a loss: `inputs` names the keyword arguments it supplies.
+
+    Unpaired batches offer policy_logps, reference_logps, kl_policy_logps,
+    kl_reference_logps, desirable, lengths; paired batches offer
+    {policy,reference}_{chosen,rejected}_logps, chosen_lengths,
+    rejected_lengths; hyperparameters (beta, lambda_d, ...) and kl_reduce come
+    from the config and the trainer.
+    """
+
+    function: str  # the loss's name in tasks/train/losses.py
+    batch: Literal["unpaired", "paired"]
+    inputs: tuple[str, ...]
+
+    @property
+    def fn(self) -> Callable[..., tuple[Any, dict[str, float]]]:
+        return getattr(importlib.import_module(LOSS_MODULE), self.function)
+
+    @property
+    def needs_reference(self) -> bool:
+        return any(name.startswith(("reference_", "kl_reference_")) for name in self.inputs)
+
+    @property
+    def needs_kl_rows(self) -> bool:
+        """Whether the batch must also hold the mismatched (x_i, y_j) rows."""
+        return "kl_policy_logps" in self.inputs
+
+    def call(self, available: dict[str, object]) -> tuple[Any, dict[str, float]]:
+        fn = self.fn
+        missing = [name for name in self.inputs if name not in available]
+        if missing:
+            raise KeyError(f"{fn.__name__} needs {missing}, which the batch does not provide")
+        return fn(**{name: available[name] for name in self.inputs})
+
+
+_UNPAIRED = ("policy_logps", "reference_logps", "kl_policy_logps", "kl_reference_logps", "desirable")
+_PAIRED = ("policy_chosen_logps", "policy_rejected_logps", "reference_chosen_logps", "reference_rejected_logps")
+
+LOSSES: dict[str, LossSpec] = {
+    "kto": LossSpec("kto_loss", "unpaired", _UNPAIRED + ("beta", "lambda_d", "lambda_u", "kl_reduce")),
+    "dpo": LossSpec("dpo_loss", "paired", _PAIRED + ("beta",)),
+    "ipo": LossSpec("ipo_loss", "paired", _PAIRED + ("beta", "chosen_lengths", "rejected_lengths")),
+    "slic": LossSpec("slic_loss", "paired", ("policy_chosen_logps", "policy_rejected_logps", "beta", "chosen_lengths")),
+    "sft": LossSpec("sft_loss", "unpaired", ("policy_logps", "desirable", "lengths")),
+    "csft": LossSpec("csft_loss", "unpaired", ("policy_logps", "desirable", "lengths")),
+}

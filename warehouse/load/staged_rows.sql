@@ -1,0 +1,8 @@
+-- Load one chunk of parsed rows into a source's staging table; a row_key already
+-- present is a duplicate and is skipped. The loader fills in the table's quoted
+-- name, and only from the source's declaration (tasks/sources/base.py,
+-- StagingTable): never from a file or the command line.
+-- The chunk carries the key as two UBIGINT halves (Arrow has no 128-bit integer).
+INSERT OR IGNORE INTO {staging_table} BY NAME
+SELECT * EXCLUDE (row_key_high, row_key_low), thumbs_row_key(row_key_high, row_key_low) AS row_key
+FROM staged_chunk
