@@ -7,21 +7,29 @@ import duckdb
 
 from schemas.config import BinarizeConfig
 from tasks.common.settings import WAREHOUSE_SQL
+from tasks.sources import SOURCES
 from tasks.warehouse.connection import rollback, run_sql
 
 # The DAG of SQL models, in dependency order, with the parameters each binds.
-MODELS: list[tuple[str, tuple[str, ...]]] = [
+# First what the sources' own models read (OASST's ranked pairs), then each
+# source's models (SOURCE_MODELS), then the models that combine every source.
+SOURCE_INPUTS: list[tuple[str, tuple[str, ...]]] = [
     ("intermediate/int_oasst__ranked_pairs.sql", ("include_synthetic",)),
-    ("intermediate/int_oasst__pairs.sql", ()),
     ("intermediate/int_oasst__ratings.sql", ("thumbs_rule",)),
-    ("intermediate/int_pairs.sql", ("shp_min_score_ratio",)),
-    ("marts/preference_pairs.sql", ("eval_fraction",)),
-    ("intermediate/int_votes.sql", ()),
+]
+MODELS: list[tuple[str, tuple[str, ...]]] = [
+    ("intermediate/int_pairs.sql", ("pair_models", "eval_fraction")),
+    ("intermediate/int_pair_repeats.sql", ()),
+    ("marts/preference_pairs.sql", ()),
+    ("intermediate/int_votes.sql", ("vote_models",)),
     ("intermediate/int_vote_counts.sql", ()),
     ("intermediate/int_multi_vote_tallies.sql", ()),
     ("marts/feedback.sql", ("eval_fraction",)),
     ("marts/feedback_one_per_prompt.sql", ()),
 ]
+# Each source's models, named after it: int_<source>__pairs (its preference pairs)
+# and int_<source>__votes (thumbs it gives replies directly), each optional.
+SOURCE_MODELS = "models/intermediate"
 
 
 @dataclass
@@ -37,7 +45,27 @@ def model_params(config: BinarizeConfig) -> dict[str, object]:
         "thumbs_rule": config.oasst_thumbs,
         "shp_min_score_ratio": config.shp_min_score_ratio,
         "eval_fraction": config.eval_fraction,
+        "pair_models": source_models("pairs"),
+        "vote_models": source_models("votes"),
     }
+
+
+def source_models(kind: str) -> list[str]:
+    """The registered sources' int_<source>__<kind> models (kind: pairs or votes) that exist."""
+    names = (f"int_{source}__{kind}" for source in SOURCES)
+    return [name for name in names if (WAREHOUSE_SQL / SOURCE_MODELS / f"{name}.sql").is_file()]
+
+
+def create_source_models(con: duckdb.DuckDBPyConnection, config: BinarizeConfig) -> None:
+    """Each source's models, with binarize's options as DuckDB variables: the
+    models are views, and a view cannot hold a query parameter."""
+    for name, value in config.model_dump().items():
+        con.execute(f"SET VARIABLE {name} = $value", {"value": value})  # names: BinarizeConfig's fields
+    for source in SOURCES.values():
+        for table in source.staging:  # a source never ingested still has (empty) tables to read
+            con.execute(table.create_statement())
+    for name in source_models("pairs") + source_models("votes"):
+        run_sql(con, f"{SOURCE_MODELS}/{name}.sql")
 
 
 def create_views(con: duckdb.DuckDBPyConnection) -> None:
@@ -51,6 +79,9 @@ def binarize(con: duckdb.DuckDBPyConnection, config: BinarizeConfig) -> Binarize
     params = model_params(config)
     con.execute("BEGIN TRANSACTION")
     try:
+        for sql_file, names in SOURCE_INPUTS:
+            run_sql(con, sql_file, {name: params[name] for name in names})
+        create_source_models(con, config)
         for sql_file, names in MODELS:
             run_sql(con, sql_file, {name: params[name] for name in names})
         create_views(con)

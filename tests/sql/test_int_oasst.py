@@ -15,7 +15,7 @@ from tasks.sources import oasst
 from tasks.warehouse.connection import connect, run_sql
 from .staging import staged_rows
 
-PAIRS = "intermediate/int_oasst__pairs.sql"
+PAIRS = "models/intermediate/int_oasst__pairs.sql"
 RATINGS = "intermediate/int_oasst__ratings.sql"
 RANKED = "intermediate/int_oasst__ranked_pairs.sql"
 

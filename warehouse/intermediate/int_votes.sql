@@ -1,21 +1,26 @@
 -- One vote per (rated completion, occasion): +1 thumbs up, -1 thumbs down.
--- Pairs vote for their chosen and against their rejected reply, except OASST,
--- whose thumbs come from its ranks (int_oasst__ratings: best up, worst down).
--- Direct ratings from logs vote as given; neutral ratings (label NULL) do not vote.
+-- Pairs vote for their chosen and against their rejected reply, each pair once (its
+-- later copies, int_pair_repeats, do not vote again), when their source's pairs
+-- model says votes_from_pair. OASST's has no such column (NULL here): its thumbs
+-- come from its ranks, int_oasst__votes.
+-- Sources that rate replies add their int_<source>__votes models: $vote_models
+-- lists them (tasks/binarize/marts.py, from the source registry).
 -- vote_key: a 64-bit hash of (source, prompt, completion); see int_vote_counts.
 CREATE OR REPLACE TEMP TABLE int_votes AS
+WITH voting_pairs AS NOT MATERIALIZED (
+    SELECT p.source, p.prompt, p.chosen, p.rejected, p.pair_id, p.batch_id
+    FROM int_pairs AS p
+    ANTI JOIN int_pair_repeats AS r ON p.rowid = r.pair_row
+    WHERE p.votes_from_pair
+)
 SELECT *, hash(source, prompt, completion) AS vote_key
 FROM (
     SELECT source, prompt, chosen AS completion, 1 AS vote, pair_id, batch_id
-    FROM preference_pairs WHERE source <> 'oasst'
+    FROM voting_pairs
     UNION ALL
     SELECT source, prompt, rejected, -1, pair_id, batch_id
-    FROM preference_pairs WHERE source <> 'oasst'
+    FROM voting_pairs
     UNION ALL
-    SELECT source, prompt, completion, CASE WHEN label THEN 1 ELSE -1 END,
-           thumbs_pair_id(source, prompt, pair_chosen, pair_rejected), batch_id
-    FROM int_oasst__ratings
-    UNION ALL
-    SELECT 'log:' || log_name, prompt, completion, CASE WHEN label THEN 1 ELSE -1 END, NULL, batch_id
-    FROM staging.stg_log__ratings WHERE label IS NOT NULL
+    SELECT source, prompt, completion, vote, pair_id, batch_id
+    FROM query_table($vote_models, true)
 )
