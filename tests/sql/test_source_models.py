@@ -21,8 +21,8 @@ VOTE_COLUMNS = [("source", "VARCHAR"), ("prompt", PROMPT), ("completion", "VARCH
 
 def test_every_source_has_a_model_and_every_model_a_source():
     pairs, votes = source_models("pairs"), source_models("votes")
-    assert pairs == ["int_hh__pairs", "int_log__pairs", "int_oasst__pairs", "int_shp__pairs"]
-    assert votes == ["int_log__votes", "int_oasst__votes"]
+    assert {"int_hh__pairs", "int_log__pairs", "int_oasst__pairs", "int_shp__pairs"} <= set(pairs)
+    assert {"int_log__votes", "int_oasst__votes"} <= set(votes)
     files = sorted(path.stem for path in (WAREHOUSE_SQL / SOURCE_MODELS).glob("int_*__*.sql")
                    if re.fullmatch(r"int_\w+__(pairs|votes)", path.stem))
     assert files == sorted(pairs + votes)  # a model named after no registered source would never run
