@@ -22,6 +22,7 @@ from tasks.ingest.load import ingest_file
 from tasks.common.settings import ThumbsError
 from tasks.train.snapshots import Snapshot, create_snapshot
 from tasks.sources import bind_source
+from tasks.train.algorithms import LOSSES
 from tasks.train.trainer import TIMING_KEYS, distributed_kl_mean, plan_batches, read_rows, train
 from tasks.warehouse.connection import connect
 
@@ -61,7 +62,7 @@ def run(home: Path, snapshot: Snapshot, config: TrainConfig, name: str, **kwargs
 
 
 def snapshot_for(snapshots: dict[str, Snapshot], algo: str) -> Snapshot:
-    return snapshots["pairs" if algo in ("dpo", "ipo", "slic") else "feedback"]
+    return snapshots["pairs" if LOSSES[algo].batch == "paired" else "feedback"]
 
 
 def metrics_lines(result: dict) -> list[dict]:
