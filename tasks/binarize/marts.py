@@ -57,10 +57,10 @@ def source_models(kind: str) -> list[str]:
 
 
 def create_source_models(con: duckdb.DuckDBPyConnection, config: BinarizeConfig) -> None:
-    """Each source's models, with binarize's options as DuckDB variables: the
-    models are views, and a view cannot hold a query parameter."""
-    for name, value in config.model_dump().items():
-        con.execute(f"SET VARIABLE {name} = $value", {"value": value})  # names: BinarizeConfig's fields
+    """Each source's models, with binarize's options in the DuckDB variable
+    binarize_options (a struct of BinarizeConfig's fields): the models are views,
+    and a view cannot hold a query parameter."""
+    con.execute("SET VARIABLE binarize_options = $options", {"options": config.model_dump()})
     for source in SOURCES.values():
         for table in source.staging:  # a source never ingested still has (empty) tables to read
             con.execute(table.create_statement())
