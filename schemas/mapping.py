@@ -1,7 +1,7 @@
 """The mapping file of a business feedback log: which of the file's columns hold what.
 
 A company's chat log has its own column names; the mapping (YAML, see the
-"Business-log mapping" section of docs/design.md) says which column is the
+"Business-log mapping" section of docs/contract.md) says which column is the
 prompt, the reply, the rating, and so on. Two shapes exist:
 
 - rated replies: `completion` + `rating` (+ a `rating:` section saying how to read it);

@@ -5,7 +5,7 @@ introduced by "\\n\\nHuman: " and "\\n\\nAssistant: ", ending in the preferred a
 the dispreferred final assistant reply. The prompt is the shared dialogue before
 those replies.
 
-Where to split (see ../shared/data/SOURCES.md, section 1, "Prefix mismatch"):
+Where to split (docs/data-quirks.md#hh-rlhf, "Prefix mismatch"):
 splitting both sides at their *last* "\\n\\nAssistant:" is wrong for rows where
 the model wrote an extra "\\n\\nAssistant:" (or "\\n\\nHuman:") inside its final
 reply (harmless-base 1254, 1688; helpful-base 168; ...). We split where chosen and

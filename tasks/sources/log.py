@@ -80,7 +80,7 @@ def make_parser(mapping: LogMapping, key: bytes) -> Parser:
 def make_redactor(mapping: LogMapping, key: bytes) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
     """The record as stored in raw.records and quarantine: the user column pseudonymized.
 
-    design.md: user identifiers are pseudonymized before they reach the
+    docs/contract.md#live-warehouse-only: user identifiers are pseudonymized before they reach the
     warehouse, and "as read" copies are part of the warehouse too.
     """
     column = mapping.columns.user_id

@@ -1,6 +1,6 @@
 """OpenAssistant (OASST) message trees -> staging.stg_oasst__messages, one row per message.
 
-Two export formats reach us (shared/data/SOURCES.md section 2), told apart per record:
+Two export formats reach us (docs/data-quirks.md#oasst), told apart per record:
 
 - the flat message table (HF `OpenAssistant/oasst1`): one message per record, every
   field present, null where unknown;

@@ -2,7 +2,7 @@
 
 A record holds the post (`history`), comments `human_ref_A`/`human_ref_B` with
 ids `c_root_id_A`/`c_root_id_B` and net votes `score_A`/`score_B`, and `labels`:
-1 means A is preferred, 0 means B is (../shared/data/SOURCES.md, section 3).
+1 means A is preferred, 0 means B is (docs/data-quirks.md#shp).
 A and B come in no fixed order, so the row key uses the sorted comment ids: the
 same pair with A and B swapped is the same row.
 
