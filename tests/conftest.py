@@ -1,5 +1,5 @@
-"""Shared fixtures: a real THUMBS_HOME per test, the licensed samples, and one
-Prefect test harness (ephemeral server) for the whole session."""
+"""Shared fixtures: a real THUMBS_HOME per test and one Prefect test harness
+(ephemeral server) for the whole session. Real rows: see samples.py."""
 from __future__ import annotations
 
 import os
@@ -7,24 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks.common.settings import PROJECT_ROOT
-
-# The fuller licensed samples sit beside the project in CI. THUMBS_SHARED_DATA
-# points elsewhere; pointing it at a missing folder shows what a user's clone runs.
-SHARED_DATA = Path(os.environ.get("THUMBS_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
-
 # Prefect reads its settings at import time: set them before any test imports it.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """../shared/data (present in CI and for developers; absent in a user's clone)."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"{SHARED_DATA} not present (it sits beside the project in CI)")
-    return SHARED_DATA
 
 
 @pytest.fixture()

@@ -1,31 +1,32 @@
-"""The HH-RLHF parser on real rows of the three shipped test splits.
+"""The HH-RLHF parser on real rows of the three published test splits.
 
-Row indices are 0-based lines of ../shared/data/hh-rlhf/*.jsonl.gz; the quirks
-and their counts come from ../shared/data/SOURCES.md, section 1.
+Row indices are 0-based lines of the full test files. The rows with a quirk ship
+in demo_data/test-slices (demo_data/ORIGIN.md lists them); the quirk counts are
+those published with the full files, which every quirk row of is in the slices.
+The whole files (../shared/data) also show that no other row is rejected.
 """
 from __future__ import annotations
 
-import gzip
-import json
+import itertools
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from tasks.sources import hh
 from tasks.sources.base import RowRejected, Staged, content_key
+from samples import HH_QUIRK_LINES, hh_quirks, read_records, shared_data
 
 HH_FILES = ("harmless-base", "helpful-base", "helpful-rejection-sampled")
 SPEAKER_OF_ROLE = {"user": "Human", "assistant": "Assistant"}
 
-# SOURCES.md: rows whose text before the *last* "\n\nAssistant:" differs between sides.
+# Rows whose text before the *last* "\n\nAssistant:" differs between sides.
 LAST_MARKER_MISMATCH_ROWS = {
     "harmless-base": [1254, 1688, 1950, 1952, 2036],
     "helpful-base": [168, 354, 567, 743, 960, 1011, 1166, 1307, 1450],
     "helpful-rejection-sampled": [719, 1597, 2364],
 }
 
-# SOURCES.md quirk counts, as quarantine reasons. No row of these files has
+# The published quirk counts, as quarantine reasons. No row of these files has
 # prompts that disagree once split at the first divergence, so that reason is absent.
 EXPECTED_REJECTIONS = {
     "harmless-base": {"empty chosen reply": 4},
@@ -42,12 +43,18 @@ EXPECTED_MERGED_HISTORY_ROWS = {
 
 
 @pytest.fixture(scope="module")
-def hh_rows(shared_data: Path) -> dict[str, list[dict]]:
-    rows = {}
-    for name in HH_FILES:
-        with gzip.open(shared_data / "hh-rlhf" / f"{name}.test.jsonl.gz", "rt", encoding="utf-8") as lines:
-            rows[name] = [json.loads(line) for line in lines]
-    return rows
+def hh_rows() -> dict[str, dict[int, dict]]:
+    """The shipped quirk rows of each file, by their line in the full file."""
+    return {name: dict(zip(HH_QUIRK_LINES[name], read_records(hh_quirks(name)))) for name in HH_FILES}
+
+
+@pytest.fixture(scope="module", params=["shipped quirk rows", "whole files"])
+def hh_files(request, hh_rows) -> dict[str, dict[int, dict]]:
+    """Each file's rows by line: the shipped quirk rows, then each whole file."""
+    if request.param == "shipped quirk rows":
+        return hh_rows
+    folder = shared_data("the whole HH-RLHF test files, to show no row outside the quirk slices is rejected")
+    return {name: dict(enumerate(read_records(folder / "hh-rlhf" / f"{name}.test.jsonl.gz"))) for name in HH_FILES}
 
 
 def staged_pair(record: dict) -> Staged:
@@ -186,11 +193,11 @@ def test_empty_final_replies_are_rejected(hh_rows):
 
 
 @pytest.mark.parametrize("file", HH_FILES)
-def test_every_row_is_staged_or_rejected_with_the_documented_counts(hh_rows, file):
-    records = hh_rows[file]
+def test_every_row_is_staged_or_rejected_with_the_documented_counts(hh_files, file):
+    records = hh_files[file]
     rejections: Counter[str] = Counter()
     staged: list[tuple[int, Staged]] = []
-    for index, record in enumerate(records):
+    for index, record in records.items():
         try:
             staged.append((index, staged_pair(record)))
         except RowRejected as rejected:
@@ -198,7 +205,7 @@ def test_every_row_is_staged_or_rejected_with_the_documented_counts(hh_rows, fil
 
     assert dict(rejections) == EXPECTED_REJECTIONS[file]
     assert len(staged) + sum(rejections.values()) == len(records)
-    assert len({pair.row_key for _, pair in staged}) == len(staged)  # SOURCES.md: no duplicate pairs
+    assert len({pair.row_key for _, pair in staged}) == len(staged)  # no file holds a pair twice
 
     merged_history_rows = []
     for index, pair in staged:
@@ -217,8 +224,8 @@ def test_every_row_is_staged_or_rejected_with_the_documented_counts(hh_rows, fil
 
 
 @pytest.mark.parametrize("file", HH_FILES)
-def test_first_difference_matches_a_character_loop(hh_rows, file):
-    for record in hh_rows[file][:300]:
+def test_first_difference_matches_a_character_loop(hh_files, file):
+    for record in itertools.islice(hh_files[file].values(), 300):
         chosen_text, rejected_text = record["chosen"], record["rejected"]
         expected = next(
             (i for i, (left, right) in enumerate(zip(chosen_text, rejected_text)) if left != right),
