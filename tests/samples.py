@@ -22,7 +22,6 @@ from tasks.common.settings import PROJECT_ROOT
 
 DEMO_DATA = PROJECT_ROOT / "demo_data"
 TEST_SLICES = DEMO_DATA / "test-slices"
-EXAMPLES = PROJECT_ROOT / "examples"
 SHARED_DATA = Path(os.environ.get("THUMBS_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
 
 DEMO_HH_HELPFUL = DEMO_DATA / "hh-rlhf" / "helpful-base.test.head200.jsonl.gz"  # lines 0-199 of helpful-base

@@ -1,17 +1,41 @@
 """The command line end to end under a real Prefect server: ingest every source,
 binarize, query; counts reconcile with the files; re-running changes nothing;
-analysts' queries cannot write."""
+analysts' queries cannot write. HH and OASST rows are the shipped ones; SHP rows
+cannot be shipped, so the SHP file is three pairs in SHP's format, in our own words
+(the SHP parser meets real rows in tests/sources/test_shp.py)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from flows.cli import main
 from tasks.warehouse.query import run_query
 from tasks.common.settings import PROJECT_ROOT
+from samples import DEMO_DATA, HH_QUIRK_LINES, OASST_QUIRKS, hh_quirks
 
 EXAMPLES = PROJECT_ROOT / "examples"
+# One post, three comments (scores 12, 5, 2), every pair of them: A preferred, then B, then A.
+SHP_COMMENTS = {"c1": ("Boil the water first, then add the pasta.", 12),
+                "c2": ("Add the pasta to cold water and heat both.", 5), "c3": ("Skip the salt.", 2)}
+
+
+def shp_pair(a: str, b: str, created_a: int, created_b: int) -> dict:
+    (text_a, score_a), (text_b, score_b) = SHP_COMMENTS[a], SHP_COMMENTS[b]
+    return {"post_id": "p1", "domain": "askcooking_test", "upvote_ratio": 0.97,
+            "history": "How do I cook dry pasta?", "c_root_id_A": a, "c_root_id_B": b,
+            "created_at_utc_A": created_a, "created_at_utc_B": created_b, "score_A": score_a, "score_B": score_b,
+            "human_ref_A": text_a, "human_ref_B": text_b, "labels": int(score_a > score_b),
+            "seconds_difference": float(abs(created_a - created_b)),
+            "score_ratio": round(max(score_a, score_b) / min(score_a, score_b), 10)}
+
+
+def write_shp_file(folder: Path) -> Path:
+    path = folder / "askcooking_test.jsonl"
+    pairs = [shp_pair("c1", "c2", 100, 160), shp_pair("c3", "c1", 400, 100), shp_pair("c2", "c3", 160, 400)]
+    path.write_text("".join(json.dumps(pair) + "\n" for pair in pairs), encoding="utf-8")
+    return path
 
 
 def query(home, sql):
@@ -23,12 +47,13 @@ def thumbs(home, *argv) -> int:
 
 
 @pytest.fixture(scope="module")
-def loaded(tmp_path_factory, prefect_harness, shared_data):
+def loaded(tmp_path_factory, prefect_harness):
     """One warehouse with every source ingested and binarized through the CLI."""
     home = tmp_path_factory.mktemp("cli-home")
-    hh = sorted(str(p) for p in (shared_data / "hh-rlhf").glob("*.jsonl.gz"))
-    oasst = sorted(str(p) for p in (shared_data / "oasst").glob("*.jsonl"))
-    shp = sorted(str(p) for p in (shared_data / "shp").glob("*.jsonl"))
+    hh = [*sorted(str(p) for p in (DEMO_DATA / "hh-rlhf").glob("*.jsonl.gz")),
+          *(str(hh_quirks(name)) for name in HH_QUIRK_LINES)]
+    oasst = [*sorted(str(p) for p in (DEMO_DATA / "oasst").glob("*.jsonl")), str(OASST_QUIRKS)]
+    shp = [str(write_shp_file(tmp_path_factory.mktemp("shp")))]
     commands = [
         ["ingest", "hh", *hh],
         ["ingest", "oasst", *oasst],
@@ -54,11 +79,12 @@ def test_counts_reconcile_with_the_files(loaded):
     runs = query(home, "select source, sum(rows_read), sum(rows_loaded), sum(rows_duplicate), "
                        "sum(rows_quarantined) from ingest_runs group by all order by all")
     got = {r[0]: r[1:] for r in runs}
-    # HH (SOURCES.md): 7415 rows; 34 chosen == rejected, 8 empty replies.
-    assert got["hh"] == (7415, 7373, 0, 42)
-    # OASST: 2022 flat + 1167 tree messages; the 6 shared trees' 73 messages load once.
-    assert got["oasst"] == (3189, 3116, 73, 0)
-    assert got["shp"] == (31, 31, 0, 0)
+    # HH: 2 x 200 demo rows (1 empty reply each) + the 70 quirk rows (34 chosen == rejected,
+    # 8 empty replies, of which 2 are demo rows again); 2 more quirk rows are demo rows: duplicates.
+    assert got["hh"] == (470, 424, 2, 44)
+    # OASST: 327 tree + 95 flat messages; the 3 shared trees' 37 messages load once.
+    assert got["oasst"] == (422, 385, 37, 0)
+    assert got["shp"] == (3, 3, 0, 0)
     # Our example logs: see examples/README.md.
     assert got["log:support-bot"] == (200, 194, 1, 5)
     assert got["log:ab-test"] == (60, 55, 0, 5)
@@ -68,7 +94,7 @@ def test_counts_reconcile_with_the_files(loaded):
     # HH thumbs: every loaded pair gives one up and one down.
     by_label = dict(((s, lb), n) for s, lb, n in query(
         home, "select source, label, count(*) from feedback group by all"))
-    assert by_label[("hh", True)] == by_label[("hh", False)] == 7373
+    assert by_label[("hh", True)] == by_label[("hh", False)] == 424
 
 
 def test_splits_never_share_a_prompt(loaded):

@@ -39,7 +39,7 @@ def prefect_cli(*args: str, env: dict[str, str], cwd: Path, timeout: float) -> s
     return done
 
 
-def test_a_process_worker_runs_the_deployed_train_flow(prefect_harness, home, shared_data, tiny_llama_dir, tmp_path):
+def test_a_process_worker_runs_the_deployed_train_flow(prefect_harness, home, tiny_llama_dir, tmp_path):
     import prefect.settings
     from prefect import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
@@ -48,7 +48,7 @@ def test_a_process_worker_runs_the_deployed_train_flow(prefect_harness, home, sh
 
     api_url = prefect.settings.PREFECT_API_URL.value()
     pool = f"thumbs-test-{uuid.uuid4().hex[:8]}"
-    ingest_hh_slice(home, shared_data, rows=24)
+    ingest_hh_slice(home, rows=24)
     env = prefect_env(api_url)
 
     # What `prefect work-pool create <pool> --type process` does.

@@ -29,11 +29,11 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, shared_data: Path, tiny_llama_dir: Path) -> dict:
+def trained(tmp_path_factory: pytest.TempPathFactory, tiny_llama_dir: Path) -> dict:
     """A warehouse of 120 real HH rows (~12 eval pairs), its pairs snapshot, and a KTO
     checkpoint trained 4 steps at a high lr (rewards far from 0), recorded in `checkpoints`."""
     home = tmp_path_factory.mktemp("eval-home")
-    ingest_hh_slice(home, shared_data, rows=120)
+    ingest_hh_slice(home, rows=120)
     with connect(home) as con:
         feedback, pairs = create_snapshot(con, "feedback", home=home), create_snapshot(con, "pairs", home=home)
     result = train(tiny_config(tiny_llama_dir, "kto", "steps=4", "eval_every=2"), feedback, home / "runs" / "kto",

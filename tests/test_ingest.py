@@ -18,6 +18,7 @@ from tasks.ingest.load import CHUNK_ROWS, ingest_file
 from tasks.common.settings import ThumbsError
 from tasks.sources import bind_source
 from tasks.warehouse.connection import connect
+from samples import DEMO_HH_HARMLESS, HH_QUIRK_LINES, hh_quirks
 
 GOOD = {"chosen": "\n\nHuman: Hi there\n\nAssistant: Hello! How can I help?",
         "rejected": "\n\nHuman: Hi there\n\nAssistant: Go away."}
@@ -49,14 +50,15 @@ def assert_accounted(result) -> None:
     assert result.rows_read == result.rows_loaded + result.rows_duplicate + result.rows_quarantined
 
 
-def test_real_hh_file_loads_and_reingest_changes_nothing(home, shared_data):
-    path = shared_data / "hh-rlhf" / "helpful-base.test.jsonl.gz"
+def test_real_hh_file_loads_and_reingest_changes_nothing(home):
+    path = hh_quirks("helpful-base")  # every quirk row of helpful-base: 2 identical, 4 empty rejected
+    rows = len(HH_QUIRK_LINES["helpful-base"])
     first, counts = ingest(home, path)
-    assert first.rows_read == 2354  # SOURCES.md
+    assert first.rows_read == rows
     assert first.rows_quarantined == first.reasons.total() > 0  # 2 identical + 4 empty rejected at least
     assert first.reasons["chosen and rejected are identical"] == 2
     assert_accounted(first)
-    assert counts["raw.records"] == 2354
+    assert counts["raw.records"] == rows
     assert counts["staging.stg_hh__pairs"] == first.rows_loaded
     assert counts["quarantine"] == first.rows_quarantined
 
@@ -132,8 +134,8 @@ def test_directory_is_not_a_file(home, tmp_path):
     file_errors(home, tmp_path / "dir.jsonl", "not a regular file")
 
 
-def test_truncated_gzip_changes_nothing(home, tmp_path, shared_data):
-    whole = (shared_data / "hh-rlhf" / "harmless-base.test.jsonl.gz").read_bytes()
+def test_truncated_gzip_changes_nothing(home, tmp_path):
+    whole = DEMO_HH_HARMLESS.read_bytes()
     cut = tmp_path / "cut.jsonl.gz"
     cut.write_bytes(whole[: len(whole) // 2])
     file_errors(home, cut, r"corrupt or truncated gzip after row \d+")
@@ -212,19 +214,20 @@ def load_everything(home: Path, path: Path):
     return result, tables
 
 
-def test_worker_processes_load_what_the_loader_loads_alone(tmp_path, shared_data, monkeypatch):
+def test_worker_processes_load_what_the_loader_loads_alone(tmp_path, monkeypatch):
     """Big files parse in worker processes: the same rows, order and accounting as in-process.
     Small batches, so the file's rows spread over both workers and come back in order."""
     import tasks.ingest.load
 
-    monkeypatch.setattr(tasks.ingest.load, "CHUNK_ROWS", 300)
-    path = shared_data / "hh-rlhf" / "helpful-base.test.jsonl.gz"
+    monkeypatch.setattr(tasks.ingest.load, "CHUNK_ROWS", 4)
+    path = hh_quirks("helpful-base")
     runs = {}
     for workers in ("0", "2"):
         monkeypatch.setenv("THUMBS_INGEST_WORKERS", workers)
         runs[workers] = load_everything(tmp_path / f"home-{workers}", path)
     (alone, alone_tables), (parallel, parallel_tables) = runs["0"], runs["2"]
-    assert alone.rows_read == 2354 and alone.reasons["chosen and rejected are identical"] == 2  # SOURCES.md
+    assert alone.rows_read == len(HH_QUIRK_LINES["helpful-base"]) and \
+        alone.reasons["chosen and rejected are identical"] == 2
     assert_accounted(alone)
     assert parallel == alone
     assert parallel_tables == alone_tables

@@ -20,10 +20,10 @@ def events(home: Path) -> list[dict]:
     return [json.loads(line) for line in (home / "lineage" / "openlineage.jsonl").read_text().splitlines()]
 
 
-def test_train_flow_end_to_end(prefect_harness, home, shared_data, tiny_llama_dir):
+def test_train_flow_end_to_end(prefect_harness, home, tiny_llama_dir):
     from flows.train import train_flow
 
-    ingest_hh_slice(home, shared_data, rows=24)
+    ingest_hh_slice(home, rows=24)
     overrides = [f"model={tiny_llama_dir}", "max_length=128", "batch_size=2", "steps=2", "eval_batches=1",
                  "device=cpu"]
 

@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from fixtures_models import model_cache, tiny_llama_dir  # noqa: F401
+from samples import DEMO_HH_HELPFUL
 from schemas.config import BinarizeConfig, load_config
 from schemas.train import TrainConfig
 from tasks.train import reference_cache
@@ -29,11 +30,11 @@ from tasks.warehouse.connection import connect
 HH_ROWS = 40  # -> ~36 train / ~4 eval pairs, twice as many thumbs
 
 
-def ingest_hh_slice(home: Path, shared_data: Path, rows: int = HH_ROWS) -> None:
-    """A real warehouse: the first `rows` HH pairs ingested and binarized."""
+def ingest_hh_slice(home: Path, rows: int = HH_ROWS) -> None:
+    """A real warehouse: the first `rows` (at most 200) HH pairs ingested and binarized."""
     home.mkdir(parents=True, exist_ok=True)
     sliced = home / "hh-slice.jsonl"
-    with gzip.open(shared_data / "hh-rlhf" / "helpful-base.test.jsonl.gz", "rt") as src, open(sliced, "w") as out:
+    with gzip.open(DEMO_HH_HELPFUL, "rt") as src, open(sliced, "w") as out:
         out.writelines(itertools.islice(src, rows))
     with connect(home) as con:
         ingest_file(con, bind_source("hh"), sliced, "test-batch")
@@ -41,10 +42,10 @@ def ingest_hh_slice(home: Path, shared_data: Path, rows: int = HH_ROWS) -> None:
 
 
 @pytest.fixture(scope="module")
-def snapshots(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> dict[str, Snapshot]:
+def snapshots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Snapshot]:
     """Snapshots of that warehouse: 'feedback', 'pairs' and 'feedback_one' (one y per x)."""
     home = tmp_path_factory.mktemp("hh-warehouse")
-    ingest_hh_slice(home, shared_data)
+    ingest_hh_slice(home)
     with connect(home) as con:
         return {"feedback": create_snapshot(con, "feedback", home=home),
                 "pairs": create_snapshot(con, "pairs", home=home),

@@ -1,5 +1,5 @@
 """The malformed-input corpus: every case is a file built from real rows of
-../shared/data or examples/, broken in one way, with the outcome thumbs owes
+demo_data/, examples/ or (SHP) ../shared/data, broken in one way, with the outcome thumbs owes
 the person who ingests it:
 
 - FileError: the file cannot be loaded; one line naming the file (and the row
@@ -21,12 +21,12 @@ import json
 import random
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 from typing import Callable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from samples import DEMO_HH_HELPFUL, DEMO_OASST_TREES, OASST_QUIRKS, shared_data
 from tasks.common.settings import PROJECT_ROOT
 
 EXAMPLES = PROJECT_ROOT / "examples"
@@ -71,28 +71,26 @@ class Case:
 class Real:
     """Real rows to break."""
 
-    def __init__(self, shared_data: Path):
-        self.shared_data = shared_data
-
     @cached_property
     def hh(self) -> list[dict]:
-        with gzip.open(self.shared_data / "hh-rlhf" / "helpful-base.test.jsonl.gz", "rt", encoding="utf-8") as fh:
+        with gzip.open(DEMO_HH_HELPFUL, "rt", encoding="utf-8") as fh:
             rows = [json.loads(next(fh)) for _ in range(40)]
         return [r for r in rows if r["chosen"] != r["rejected"]][:6]
 
     @cached_property
     def shp(self) -> list[dict]:
-        lines = (self.shared_data / "shp" / "askphysics_validation.head7.jsonl").read_text().splitlines()
+        folder = shared_data("SHP rows, which are not shipped (their license is unclear)")
+        lines = (folder / "shp" / "askphysics_validation.head7.jsonl").read_text().splitlines()
         return [json.loads(line) for line in lines]
 
     @cached_property
     def oasst(self) -> list[dict]:
-        with open(self.shared_data / "oasst" / "oasst1-en-validation.jsonl", encoding="utf-8") as fh:
+        with open(OASST_QUIRKS, encoding="utf-8") as fh:  # its first lines are the full file's
             return [json.loads(next(fh)) for _ in range(6)]
 
     @cached_property
     def tree(self) -> dict:
-        with open(self.shared_data / "oasst" / "en_100_tree.jsonl", encoding="utf-8") as fh:
+        with open(DEMO_OASST_TREES, encoding="utf-8") as fh:
             for line in fh:
                 tree = json.loads(line)
                 if any(reply["replies"] for reply in tree["prompt"]["replies"]):

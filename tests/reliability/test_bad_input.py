@@ -28,8 +28,8 @@ STAGING = ["staging.stg_hh__pairs", "staging.stg_shp__pairs", "staging.stg_oasst
 
 
 @pytest.fixture(scope="module")
-def real(shared_data) -> Real:
-    return Real(shared_data)
+def real() -> Real:
+    return Real()
 
 
 def materialize(case: Case, real: Real, folder: Path) -> tuple[Path, Path | None]:

@@ -27,6 +27,7 @@ import torch
 from safetensors.torch import load_file
 
 from fixtures_models import model_cache, tiny_llama_dir  # noqa: F401
+from samples import DEMO_HH_HELPFUL
 from schemas.config import BinarizeConfig
 from tasks.binarize.marts import binarize
 from tasks.train.checkpoints import read_manifest
@@ -44,10 +45,10 @@ TRAIN_OPTIONS = ["max_length=64", "batch_size=2", "steps=3", "save_every=1", "ev
 
 
 @pytest.fixture(scope="module")
-def hh_slice(shared_data, tmp_path_factory) -> Path:
+def hh_slice(tmp_path_factory) -> Path:
     """The first HH_ROWS HH pairs: one file for every home (ingest_runs records its path)."""
     path = tmp_path_factory.mktemp("hh-slice") / "hh-slice.jsonl"
-    with gzip.open(shared_data / "hh-rlhf" / "helpful-base.test.jsonl.gz", "rt") as src, open(path, "w") as out:
+    with gzip.open(DEMO_HH_HELPFUL, "rt") as src, open(path, "w") as out:
         out.writelines(itertools.islice(src, HH_ROWS))
     return path
 

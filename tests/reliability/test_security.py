@@ -8,6 +8,7 @@ load code, change settings or touch the file system.
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
 import hmac
 import json
@@ -23,6 +24,7 @@ import duckdb
 import pytest
 
 from flows.cli import main
+from samples import DEMO_HH_HELPFUL
 from tasks.ingest.load import ingest_file
 from tasks.warehouse.publish import publish
 from tasks.common.settings import PROJECT_ROOT
@@ -94,11 +96,10 @@ READS = ["select count(*) from feedback", "describe feedback", "show tables", "s
 
 
 @pytest.fixture(scope="module")
-def analyst_home(tmp_path_factory, shared_data):
+def analyst_home(tmp_path_factory):
     home = tmp_path_factory.mktemp("analyst-home")
     with connect(home) as con:
-        for path in sorted((shared_data / "shp").glob("*.jsonl")):
-            ingest_file(con, bind_source("shp"), path, "seed")
+        ingest_file(con, bind_source("hh"), DEMO_HH_HELPFUL, "seed")
         publish(con, home)
     (home / "lineage").mkdir(exist_ok=True)
     (home / "lineage" / "openlineage.jsonl").write_text('{"eventType": "START"}\n')
@@ -265,17 +266,18 @@ def snapshot(folders: list[Path]) -> dict[str, tuple[int, float]]:
     return {str(p): (p.stat().st_size, p.stat().st_mtime) for folder in folders for p in folder.rglob("*")}
 
 
-def test_files_are_written_only_under_thumbs_home(hh_files, prefect_api_url, tmp_path):
+def test_files_are_written_only_under_thumbs_home(prefect_api_url, tmp_path):
     home, cwd, user_home, temp, prefect_home, data = (tmp_path / n for n in
                                                       ("thumbs-home", "cwd", "user-home", "tmp", "prefect", "data"))
     for folder in (cwd, user_home, temp, prefect_home, data):
         folder.mkdir()
     log, ab, _ = hostile_logs(data)
     hh = data / "hh.jsonl"
-    hh.write_bytes(hh_files.b.read_bytes()[:400_000].rsplit(b"\n", 1)[0] + b"\n")
+    hh.write_bytes(gzip.decompress(DEMO_HH_HELPFUL.read_bytes()))
     script = textwrap.dedent(f"""
         import sys
         from flows.cli import main
+from samples import DEMO_HH_HELPFUL
         home = {str(home)!r}
         for argv in ([\"ingest\", \"hh\", {str(hh)!r}],
                      [\"ingest\", \"log\", {str(log)!r}, \"--mapping\", {str(EXAMPLES / 'support-bot.mapping.yaml')!r}],

@@ -1,40 +1,80 @@
-"""The OASST parser on real rows of both exports (shared/data/SOURCES.md section 2)."""
+"""The OASST parser on real rows of both exports: the shipped slices (demo_data/ORIGIN.md)
+and, where present, the whole files, whose published counts it reconciles with."""
 from __future__ import annotations
 
 import copy
-import json
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tasks.sources import oasst
 from tasks.sources.base import Quarantined, RowRejected, Staged
+from samples import DEMO_OASST_TREES, OASST_QUIRKS, read_records, shared_data
 
-FLAT_FILE = "oasst1-en-validation.jsonl"
-TREE_FILE = "en_100_tree.jsonl"
 HONEYCOMB = "d26fa28e-63bb-481a-a7ba-bfe1afeeea59"  # the smallest tree of the export: 3 nodes
 EYES = "ea201f57-d24a-40f3-a0a7-ad15b893e538"  # 9 nodes, 4 levels, no synthetic node
-OVERLAP_TREES = {  # SOURCES.md 2b: trees present in both files
+SHIPPED_OVERLAP_TREES = {  # trees in both shipped slices
     "330fc1cf-53dd-4d67-8201-2782df947dd5", "5103ab92-666b-45ef-b7f7-6a990a1c744c",
+    "f7a53981-0bfd-4595-8ca2-bae2c3b64345",
+}
+OVERLAP_TREES = SHIPPED_OVERLAP_TREES | {  # trees present in both whole files
     "90632573-79ad-42f9-9b96-e09117985e21", "c79045d6-a800-40f8-bfd7-5b078f19023f",
-    "eb5ce270-2d63-40fb-9558-790d409ae16c", "f7a53981-0bfd-4595-8ca2-bae2c3b64345",
+    "eb5ce270-2d63-40fb-9558-790d409ae16c",
 }
 
 
-def records(shared_data: Path, name: str) -> list[dict[str, Any]]:
-    with open(shared_data / "oasst" / name, encoding="utf-8") as lines:
-        return [json.loads(line) for line in lines]
+@dataclass(frozen=True)
+class Exports:
+    """A flat and a tree export, with what they hold counted on their raw JSON."""
+
+    flat: list[dict[str, Any]]
+    trees: list[dict[str, Any]]
+    messages: int
+    roles: dict[str, int]
+    flat_trees: int
+    flat_roots: int
+    deleted: int
+    review_results: dict[bool | None, int]
+    assistant_ranks: dict[int | None, int]
+    orphans: int
+    nodes: int
+    synthetic: dict[tuple[str, bool], int]
+    ranked_nodes: int
+    overlap_trees: set[str]
+    overlap_messages: int
+
+
+@pytest.fixture(scope="module", params=["shipped slices", "whole files"])
+def exports(request) -> Exports:
+    if request.param == "shipped slices":
+        return Exports(read_records(OASST_QUIRKS), read_records(DEMO_OASST_TREES), messages=95,
+                       roles={"user": 35, "assistant": 60}, flat_trees=11, flat_roots=8, deleted=5,
+                       review_results={True: 88, False: 7}, assistant_ranks={0: 20, 1: 20, 2: 11, None: 9},
+                       orphans=3, nodes=327, synthetic={("user", True): 3, ("assistant", True): 9},
+                       ranked_nodes=177, overlap_trees=SHIPPED_OVERLAP_TREES, overlap_messages=37)
+    folder = shared_data("the whole OASST files, to reconcile with their published counts") / "oasst"
+    return Exports(read_records(folder / "oasst1-en-validation.jsonl"), read_records(folder / "en_100_tree.jsonl"),
+                   messages=2022, roles={"user": 779, "assistant": 1243}, flat_trees=191, flat_roots=188,
+                   deleted=40, review_results={True: 1956, False: 53, None: 13},
+                   assistant_ranks={0: 418, 1: 416, 2: 284, 3: 14, 4: 1, None: 110}, orphans=3, nodes=1167,
+                   synthetic={("user", True): 5, ("assistant", True): 17}, ranked_nodes=641,
+                   overlap_trees=OVERLAP_TREES, overlap_messages=73)
 
 
 def outcomes(recs: list[dict[str, Any]]) -> list:
     return [outcome for record in recs for outcome in oasst.parse(record)]
 
 
-def tree(shared_data: Path, tree_id: str) -> dict[str, Any]:
-    return next(r for r in records(shared_data, TREE_FILE) if r["message_tree_id"] == tree_id)
+def flat_records() -> list[dict[str, Any]]:
+    """The shipped flat messages; their first lines are the whole file's."""
+    return read_records(OASST_QUIRKS)
+
+
+def tree(tree_id: str) -> dict[str, Any]:
+    return next(r for r in read_records(DEMO_OASST_TREES) if r["message_tree_id"] == tree_id)
 
 
 def message(message_id: str, parent_id: str | None, role: str, content: str, rank: int | None,
@@ -50,8 +90,8 @@ def message(message_id: str, parent_id: str | None, role: str, content: str, ran
 # --- golden rows ------------------------------------------------------------------
 
 
-def test_small_tree_gives_one_row_per_node(shared_data):
-    assert list(oasst.parse(tree(shared_data, HONEYCOMB))) == [
+def test_small_tree_gives_one_row_per_node():
+    assert list(oasst.parse(tree(HONEYCOMB))) == [
         message(HONEYCOMB, None, "user", "Who invented the honeycomb?", None, synthetic=True),
         message("40bdd64a-1c1c-43fe-bf25-7af18bc04cf0", HONEYCOMB, "assistant",
                 "Honeycombs are a natural phenomenon. They are formed by bees using their "
@@ -64,9 +104,9 @@ def test_small_tree_gives_one_row_per_node(shared_data):
     ]
 
 
-def test_deep_tree_walks_parents_before_children_in_file_order(shared_data):
+def test_deep_tree_walks_parents_before_children_in_file_order():
     rows = [(o.row_key, o.values["parent_id"], o.values["role"], o.values["rank"])
-            for o in oasst.parse(tree(shared_data, EYES))]
+            for o in oasst.parse(tree(EYES))]
     assert rows == [
         (EYES, None, "user", None),
         ("2318748d-8f4c-48a0-a828-8eff5a7b7950", EYES, "assistant", 0),
@@ -80,8 +120,8 @@ def test_deep_tree_walks_parents_before_children_in_file_order(shared_data):
     ]
 
 
-def test_flat_message_maps_fields_and_time(shared_data):
-    root = records(shared_data, FLAT_FILE)[0]
+def test_flat_message_maps_fields_and_time():
+    root = flat_records()[0]
     tree_id = "e0cf4fa2-e944-44fb-b502-11f155062092"
     assert list(oasst.parse(root)) == [
         message(tree_id, None, "user", "What do you think about ChatGPT?", None, tree_id=tree_id,
@@ -89,8 +129,8 @@ def test_flat_message_maps_fields_and_time(shared_data):
     ]
 
 
-def test_created_date_with_an_offset_becomes_naive_utc(shared_data):
-    root = dict(records(shared_data, FLAT_FILE)[0], created_date="2023-02-07T18:29:24+01:00")
+def test_created_date_with_an_offset_becomes_naive_utc():
+    root = dict(flat_records()[0], created_date="2023-02-07T18:29:24+01:00")
     [staged] = oasst.parse(root)
     assert staged.values["created_at"] == datetime(2023, 2, 7, 17, 29, 24)
 
@@ -98,29 +138,27 @@ def test_created_date_with_an_offset_becomes_naive_utc(shared_data):
 # --- whole files --------------------------------------------------------------------
 
 
-def test_validation_file_counts(shared_data):
-    staged = outcomes(records(shared_data, FLAT_FILE))
-    assert len(staged) == 2022 and all(isinstance(o, Staged) for o in staged)
+def test_validation_file_counts(exports):
+    staged = outcomes(exports.flat)
+    assert len(staged) == exports.messages and all(isinstance(o, Staged) for o in staged)
     values = [o.values for o in staged]
-    assert Counter(v["role"] for v in values) == {"user": 779, "assistant": 1243}
-    assert len({v["message_tree_id"] for v in values}) == 191
-    assert sum(v["parent_id"] is None for v in values) == 188
-    assert sum(v["deleted"] for v in values) == 40
-    assert Counter(v["review_result"] for v in values) == {True: 1956, False: 53, None: 13}
-    assert Counter(v["rank"] for v in values if v["role"] == "assistant") == {
-        0: 418, 1: 416, 2: 284, 3: 14, 4: 1, None: 110}
+    assert Counter(v["role"] for v in values) == exports.roles
+    assert len({v["message_tree_id"] for v in values}) == exports.flat_trees
+    assert sum(v["parent_id"] is None for v in values) == exports.flat_roots
+    assert sum(v["deleted"] for v in values) == exports.deleted
+    assert Counter(v["review_result"] for v in values) == exports.review_results
+    assert Counter(v["rank"] for v in values if v["role"] == "assistant") == exports.assistant_ranks
     ids = {v["message_id"] for v in values}
-    assert sum(v["parent_id"] is not None and v["parent_id"] not in ids for v in values) == 3
+    assert sum(v["parent_id"] is not None and v["parent_id"] not in ids for v in values) == exports.orphans
 
 
-def test_tree_file_counts(shared_data):
-    staged = outcomes(records(shared_data, TREE_FILE))
-    assert len(staged) == 1167 and all(isinstance(o, Staged) for o in staged)
+def test_tree_file_counts(exports):
+    staged = outcomes(exports.trees)
+    assert len(staged) == exports.nodes and all(isinstance(o, Staged) for o in staged)
     values = [o.values for o in staged]
-    assert sum(v["parent_id"] is None for v in values) == 100
-    assert Counter((v["role"], v["synthetic"]) for v in values if v["synthetic"]) == {
-        ("user", True): 5, ("assistant", True): 17}
-    assert sum(v["rank"] is not None for v in values) == 641
+    assert sum(v["parent_id"] is None for v in values) == len(exports.trees)
+    assert Counter((v["role"], v["synthetic"]) for v in values if v["synthetic"]) == exports.synthetic
+    assert sum(v["rank"] is not None for v in values) == exports.ranked_nodes
     assert all(v["created_at"] is None and v["deleted"] is False for v in values)
     # Every nested node belongs to its record's tree and hangs under a node of it.
     by_id = {v["message_id"]: v for v in values}
@@ -128,13 +166,13 @@ def test_tree_file_counts(shared_data):
                for v in values if v["parent_id"] is not None)
 
 
-def test_the_two_files_overlap_by_six_trees(shared_data):
-    flat = {o.row_key: o.values for o in outcomes(records(shared_data, FLAT_FILE))}
-    nested = {o.row_key: o.values for o in outcomes(records(shared_data, TREE_FILE))}
+def test_the_two_files_overlap_by_six_trees(exports):
+    flat = {o.row_key: o.values for o in outcomes(exports.flat)}
+    nested = {o.row_key: o.values for o in outcomes(exports.trees)}
     common = flat.keys() & nested.keys()
-    assert {flat[key]["message_tree_id"] for key in common} == OVERLAP_TREES
-    assert common == {key for key, v in nested.items() if v["message_tree_id"] in OVERLAP_TREES}
-    assert len(common) == 73
+    assert {flat[key]["message_tree_id"] for key in common} == exports.overlap_trees
+    assert common == {key for key, v in nested.items() if v["message_tree_id"] in exports.overlap_trees}
+    assert len(common) == exports.overlap_messages
     # The same message parses to the same row from either export, except for what
     # the tree export lacks (created_date), so deduplicating by message_id loses nothing.
     assert all({**nested[key], "created_at": None} == {**flat[key], "created_at": None}
@@ -144,8 +182,8 @@ def test_the_two_files_overlap_by_six_trees(shared_data):
 # --- bad nodes and records ----------------------------------------------------------
 
 
-def test_bad_node_is_quarantined_alone_and_its_replies_still_load(shared_data):
-    record = copy.deepcopy(tree(shared_data, EYES))
+def test_bad_node_is_quarantined_alone_and_its_replies_still_load():
+    record = copy.deepcopy(tree(EYES))
     middle = record["prompt"]["replies"][0]["replies"][0]  # daed19ee, a prompter with 2 replies
     del middle["text"]
     result = list(oasst.parse(record))
@@ -158,8 +196,8 @@ def test_bad_node_is_quarantined_alone_and_its_replies_still_load(shared_data):
     assert all(isinstance(o, Staged) for o in result[:2] + result[3:])
 
 
-def test_node_without_id_takes_its_direct_replies_to_quarantine(shared_data):
-    record = copy.deepcopy(tree(shared_data, EYES))
+def test_node_without_id_takes_its_direct_replies_to_quarantine():
+    record = copy.deepcopy(tree(EYES))
     del record["prompt"]["replies"][0]["message_id"]  # 2318748d: reply daed19ee, 2 below it
     result = list(oasst.parse(record))
     assert [type(o).__name__ for o in result] == ["Staged"] + ["Quarantined"] * 2 + ["Staged"] * 6
@@ -170,8 +208,8 @@ def test_node_without_id_takes_its_direct_replies_to_quarantine(shared_data):
     assert [o.values["parent_id"] for o in result[3:5]] == ["daed19ee-f4e8-4c2a-9690-aebc09d2893a"] * 2
 
 
-def test_malformed_replies_and_parent_ids(shared_data):
-    record = copy.deepcopy(tree(shared_data, HONEYCOMB))
+def test_malformed_replies_and_parent_ids():
+    record = copy.deepcopy(tree(HONEYCOMB))
     first, second = record["prompt"]["replies"]
     first["parent_id"] = "somewhere-else"
     record["prompt"]["replies"].append("not a node")
@@ -197,8 +235,8 @@ def test_malformed_replies_and_parent_ids(shared_data):
     ({"review_result": 1}, "field 'review_result' should be bool or null, got 1"),
     ({"created_date": "yesterday"}, "field 'created_date' is not an ISO-8601 time: 'yesterday'"),
 ])
-def test_bad_flat_message_is_rejected(shared_data, change, reason):
-    record = {**records(shared_data, FLAT_FILE)[1], **change}
+def test_bad_flat_message_is_rejected(change, reason):
+    record = {**flat_records()[1], **change}
     with pytest.raises(RowRejected) as raised:
         oasst.parse(record)  # raised at the call, before any row is produced
     assert str(raised.value).endswith(reason)

@@ -1,8 +1,10 @@
 """int_oasst__pairs / int_oasst__ratings: hand-made trees given -> rows expected, then
-the real validation file reconciled with the counts in shared/data/SOURCES.md 2a."""
+real exports: the shipped slices (every tree with an exclusion quirk) and, where
+present, the whole files, reconciled with their published counts."""
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ import pytest
 
 from tasks.sources import oasst
 from tasks.warehouse.connection import connect, run_sql
+from samples import DEMO_OASST_TREES, OASST_QUIRKS, shared_data
 from .staging import staged_rows
 
 PAIRS = "models/intermediate/int_oasst__pairs.sql"
@@ -244,30 +247,63 @@ def thumb_counts(con: duckdb.DuckDBPyConnection, rule: str) -> dict[bool, int]:
     return dict(con.execute("SELECT label, count(*) FROM int_oasst__ratings GROUP BY label").fetchall())
 
 
-def test_validation_file_reconciles_with_sources_md(shared_data, home):
-    rows = staged_oasst(shared_data / "oasst" / "oasst1-en-validation.jsonl", "b1")
-    # SOURCES.md 2a counts every pair of ranked siblings: 418 groups, 1026 pairs.
+@dataclass(frozen=True)
+class Exports:
+    """A flat export and a tree export of OASST, with their counts: ranked groups and
+    pairs counted in Python on the staged rows, pairs the SQL must keep."""
+
+    flat: Path
+    trees: Path
+    groups: int  # assistant sibling groups with two or more ranked replies
+    sibling_pairs: int  # every pair of ranked siblings
+    best_vs_lower: int  # the best with each lower rank
+    pairs: int  # best_vs_lower less the 3 deleted ranked replies and the repeated reply
+    kept_groups: int  # groups left with a pair
+    tree_pairs: int  # pairs of the tree export, synthetic groups left out
+    tree_pairs_with_synthetic: int
+    flat_messages: int
+    tree_messages: int
+    shared_messages: int  # in both exports (the same trees)
+    shared_pairs: int  # the pairs those shared trees hold
+
+
+@pytest.fixture(params=["shipped slices", "whole files"])
+def exports(request) -> Exports:
+    if request.param == "shipped slices":
+        return Exports(OASST_QUIRKS, DEMO_OASST_TREES, groups=20, sibling_pairs=42, best_vs_lower=31, pairs=27,
+                       kept_groups=18, tree_pairs=112, tree_pairs_with_synthetic=118, flat_messages=95,
+                       tree_messages=327, shared_messages=37, shared_pairs=13)
+    folder = shared_data("the whole OASST files, to reconcile with their published counts") / "oasst"
+    return Exports(folder / "oasst1-en-validation.jsonl", folder / "en_100_tree.jsonl", groups=418,
+                   sibling_pairs=1026, best_vs_lower=714, pairs=710, kept_groups=416, tree_pairs=417,
+                   tree_pairs_with_synthetic=429, flat_messages=2022, tree_messages=1167, shared_messages=73,
+                   shared_pairs=25)
+
+
+def test_validation_file_reconciles_with_sources_md(exports, home):
+    rows = staged_oasst(exports.flat, "b1")
+    # The published counts of the whole file count every pair of ranked siblings: 418 groups, 1026 pairs.
     groups: dict[str, list[int]] = {}
     for row in rows:
         if row["role"] == "assistant" and row["rank"] is not None:
             groups.setdefault(row["parent_id"], []).append(row["rank"])
     groups = {parent: ranks for parent, ranks in groups.items() if len(ranks) >= 2}
-    assert len(groups) == 418
-    assert sum(len(list(combinations(ranks, 2))) for ranks in groups.values()) == 1026
-    # design.md pairs the best with each lower rank only: 312 of those 1026 are mid-vs-mid.
-    assert sum(sum(r > min(ranks) for r in ranks) for ranks in groups.values()) == 714
+    assert len(groups) == exports.groups
+    assert sum(len(list(combinations(ranks, 2))) for ranks in groups.values()) == exports.sibling_pairs
+    # The binarization rules pair the best with each lower rank only, not mid with mid.
+    assert sum(sum(r > min(ranks) for r in ranks) for ranks in groups.values()) == exports.best_vs_lower
 
     with connect(home) as con:
         insert(con, rows)
-        assert pair_count(con) == 710
-        assert pair_count(con, include_synthetic=True) == 710  # no synthetic row in this file
-        assert thumb_counts(con, "best_worst") == {True: 416, False: 416}
-        assert thumb_counts(con, "best_rest") == {True: 416, False: 710}
+        assert pair_count(con) == exports.pairs
+        assert pair_count(con, include_synthetic=True) == exports.pairs  # no synthetic row in this file
+        assert thumb_counts(con, "best_worst") == {True: exports.kept_groups, False: exports.kept_groups}
+        assert thumb_counts(con, "best_rest") == {True: exports.kept_groups, False: exports.pairs}
         # Each exclusion, measured by switching it off in the staged data:
         con.execute("UPDATE staging.stg_oasst__messages SET review_result = NULL")
-        assert pair_count(con) == 710  # review_result = false: removes 0 (no rejected message is ranked or has replies)
+        assert pair_count(con) == exports.pairs  # review_result = false: removes 0 (no rejected message is ranked or has replies)
         con.execute("UPDATE staging.stg_oasst__messages SET deleted = false")
-        assert pair_count(con) == 713  # deleted: removes 3 (the 3 deleted ranked replies)
+        assert pair_count(con) == exports.pairs + 3  # deleted: removes 3 (the 3 deleted ranked replies)
         # The last one: a rank-2 reply whose text equals the best's ("Jay's brother is John.").
         # Orphans remove none: the 3 messages with a missing parent are unranked leaves.
         orphans = con.execute(
@@ -276,14 +312,15 @@ def test_validation_file_reconciles_with_sources_md(shared_data, home):
         assert Counter(orphans) == {("assistant", None): 2, ("user", None): 1}
 
 
-def test_both_files_dedupe_and_pair(shared_data, home):
-    flat = staged_oasst(shared_data / "oasst" / "oasst1-en-validation.jsonl", "b1")
-    trees = staged_oasst(shared_data / "oasst" / "en_100_tree.jsonl", "b2")
+def test_both_files_dedupe_and_pair(exports, home):
+    flat = staged_oasst(exports.flat, "b1")
+    trees = staged_oasst(exports.trees, "b2")
     with connect(home) as con:
         insert(con, trees)
-        assert pair_count(con) == 417  # 429 best-vs-lower pairs, 12 of them in synthetic groups
-        assert pair_count(con, include_synthetic=True) == 429
+        assert pair_count(con) == exports.tree_pairs  # best-vs-lower pairs less those in synthetic groups
+        assert pair_count(con, include_synthetic=True) == exports.tree_pairs_with_synthetic
         known = {row["message_id"] for row in trees}
         insert(con, [row for row in flat if row["message_id"] not in known])  # the loader's dedupe
-        assert con.execute("SELECT count(*) FROM staging.stg_oasst__messages").fetchall()[0][0] == 2022 + 1167 - 73
-        assert pair_count(con) == 710 + 417 - 25  # the 6 shared trees hold 25 pairs
+        assert con.execute("SELECT count(*) FROM staging.stg_oasst__messages").fetchall()[0][0] == \
+            exports.flat_messages + exports.tree_messages - exports.shared_messages
+        assert pair_count(con) == exports.pairs + exports.tree_pairs - exports.shared_pairs
