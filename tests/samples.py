@@ -67,3 +67,8 @@ def shared_data(need: str) -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"needs {need}: only in {SHARED_DATA}, which a user's clone does not have")
     return SHARED_DATA
+
+
+def shared_shp() -> Path:
+    """The SHP rows of ../shared/data: SHP's license is unclear, so no SHP row is shipped."""
+    return shared_data("SHP rows, which are not shipped (their license is unclear)") / "shp"

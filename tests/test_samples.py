@@ -1,5 +1,5 @@
 """The shipped slices are what demo_data/ORIGIN.md says they are, and a test that
-needs ../shared/data skips, where it is absent, naming what it needs."""
+needs the fuller samples skips, where they are absent, naming what it needs."""
 from __future__ import annotations
 
 import gzip
@@ -38,3 +38,11 @@ def test_missing_shared_data_skips_naming_the_need(tmp_path, monkeypatch):
         samples.shared_data("SHP rows")
     monkeypatch.setattr(samples, "SHARED_DATA", tmp_path)
     assert samples.shared_data("SHP rows") == tmp_path
+
+
+def test_shp_rows_skip_saying_they_are_not_shipped(tmp_path, monkeypatch):
+    monkeypatch.setattr(samples, "SHARED_DATA", tmp_path / "absent")
+    with pytest.raises(pytest.skip.Exception, match="needs SHP rows, which are not shipped"):
+        samples.shared_shp()
+    monkeypatch.setattr(samples, "SHARED_DATA", tmp_path)
+    assert samples.shared_shp() == tmp_path / "shp"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from samples import shared_data, shared_shp
 from . import ledger
 from .harness import fingerprint, sha256_file, write_jsonl
 
@@ -56,8 +57,9 @@ class HHFiles:
 
 
 @pytest.fixture(scope="session")
-def hh_files(shared_data, tmp_path_factory) -> HHFiles:
-    hh = shared_data / "hh-rlhf"
+def hh_files(tmp_path_factory) -> HHFiles:
+    hh = shared_data("the whole HH-RLHF test files (7415 rows: kills must land inside files of several "
+                     "chunks, a full disk must be too small for them)") / "hh-rlhf"
     harmless = read_hh(hh / "harmless-base.test.jsonl.gz")
     helpful = read_hh(hh / "helpful-base.test.jsonl.gz")
     rejection = read_hh(hh / "helpful-rejection-sampled.test.jsonl.gz")
@@ -68,7 +70,7 @@ def hh_files(shared_data, tmp_path_factory) -> HHFiles:
     folder = tmp_path_factory.mktemp("hh-kill-files")
     a = write_jsonl(folder / "nightly-a.jsonl", a_rows)
     b = write_jsonl(folder / "nightly-b.jsonl", b_rows)
-    shp = tuple(sorted(str(p) for p in (shared_data / "shp").glob("*.jsonl")))
+    shp = tuple(sorted(str(p) for p in shared_shp().glob("*.jsonl")))
     return HHFiles(a, b, {sha256_file(a): len(a_rows), sha256_file(b): len(b_rows)}, shp)
 
 

@@ -1,6 +1,6 @@
 """The malformed-input corpus: every case is a file built from real rows of
-demo_data/, examples/ or (SHP) ../shared/data, broken in one way, with the outcome thumbs owes
-the person who ingests it:
+demo_data/, examples/ or (SHP) the fuller samples (see samples.py), broken in
+one way, with the outcome thumbs owes the person who ingests it:
 
 - FileError: the file cannot be loaded; one line naming the file (and the row
   where it broke, when there is one) and the reason; the warehouse unchanged.
@@ -26,7 +26,7 @@ from typing import Callable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from samples import DEMO_HH_HELPFUL, DEMO_OASST_TREES, OASST_QUIRKS, shared_data
+from samples import DEMO_HH_HELPFUL, DEMO_OASST_TREES, OASST_QUIRKS, shared_shp
 from tasks.common.settings import PROJECT_ROOT
 
 EXAMPLES = PROJECT_ROOT / "examples"
@@ -79,8 +79,7 @@ class Real:
 
     @cached_property
     def shp(self) -> list[dict]:
-        folder = shared_data("SHP rows, which are not shipped (their license is unclear)")
-        lines = (folder / "shp" / "askphysics_validation.head7.jsonl").read_text().splitlines()
+        lines = (shared_shp() / "askphysics_validation.head7.jsonl").read_text().splitlines()
         return [json.loads(line) for line in lines]
 
     @cached_property

@@ -3,7 +3,7 @@
 Row indices are 0-based lines of the full test files. The rows with a quirk ship
 in demo_data/test-slices (demo_data/ORIGIN.md lists them); the quirk counts are
 those published with the full files, which every quirk row of is in the slices.
-The whole files (../shared/data) also show that no other row is rejected.
+The whole files, where present (see samples.py), also show no other row is rejected.
 """
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
-"""The SHP parser on the 31 shipped rows (../shared/data/shp, SOURCES.md section 3)."""
+"""The SHP parser on 31 real rows: the first lines of SHP's askphysics test, validation
+and train files. SHP's license is unclear, so they are not shipped: these tests run
+where the fuller samples are (see samples.py)."""
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import pytest
 
+from samples import read_records, shared_shp
 from tasks.sources import shp
 from tasks.sources.base import RowRejected, Staged, content_key
 
@@ -18,12 +18,9 @@ SWAPPED_FIELDS = ("c_root_id", "created_at_utc", "score", "human_ref")
 
 
 @pytest.fixture(scope="module")
-def shp_rows(shared_data: Path) -> dict[str, list[dict]]:
-    rows = {}
-    for name in SHP_FILES:
-        with open(shared_data / "shp" / name, encoding="utf-8") as lines:
-            rows[name] = [json.loads(line) for line in lines]
-    return rows
+def shp_rows() -> dict[str, list[dict]]:
+    folder = shared_shp()
+    return {name: read_records(folder / name) for name in SHP_FILES}
 
 
 @pytest.fixture()
@@ -52,7 +49,7 @@ def test_every_shipped_row_parses_and_the_preferred_comment_scores_higher(shp_ro
         for record in shp_rows[name]:
             pair = staged_pair(record)
             keys.add(pair.row_key)
-            # SHP's selection rule (SOURCES.md): the preferred comment has the higher score,
+            # SHP's selection rule: the preferred comment has the higher score,
             # so a label read the wrong way round shows up here.
             assert pair.values["chosen_score"] > pair.values["rejected_score"]
             assert pair.values["score_ratio"] == record["score_ratio"]
@@ -84,7 +81,7 @@ def test_label_zero_prefers_comment_b(validation_rows):
     assert pair.values["prompt"][0]["content"].startswith(
         "If your penis filled fit into the leaky hole at the bottom of a boat, could you pee out that hole?"
     )
-    # The backslashes are in the source text (SOURCES.md): kept as found.
+    # The backslashes are in the source text: kept as found.
     assert "slpt\\_they\\_say\\_you\\_learn" in pair.values["prompt"][0]["content"]
     assert pair.values["chosen"] == (
         "I believe in r/theydidthemath someone actually asked this and it was answered? I’ll see if I can"
