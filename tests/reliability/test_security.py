@@ -277,7 +277,6 @@ def test_files_are_written_only_under_thumbs_home(prefect_api_url, tmp_path):
     script = textwrap.dedent(f"""
         import sys
         from flows.cli import main
-from samples import DEMO_HH_HELPFUL
         home = {str(home)!r}
         for argv in ([\"ingest\", \"hh\", {str(hh)!r}],
                      [\"ingest\", \"log\", {str(log)!r}, \"--mapping\", {str(EXAMPLES / 'support-bot.mapping.yaml')!r}],
