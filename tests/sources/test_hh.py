@@ -1,9 +1,9 @@
 """The HH-RLHF parser on real rows of the three published test splits.
 
-Row indices are 0-based lines of the full test files. The rows with a quirk ship
-in demo_data/test-slices (demo_data/ORIGIN.md lists them); the quirk counts are
-those published with the full files, which every quirk row of is in the slices.
-The whole files, where present (see samples.py), also show no other row is rejected.
+Row indices are 0-based lines of the full test files; the quirks and their counts
+are those of docs/data-quirks.md#hh-rlhf. Every quirk row ships in
+demo_data/test-slices (demo_data/ORIGIN.md lists them), so the counts hold there;
+the whole files, where present (see samples.py), also show no other row is rejected.
 """
 from __future__ import annotations
 
@@ -19,14 +19,14 @@ from samples import HH_QUIRK_LINES, hh_quirks, read_records, shared_data
 HH_FILES = ("harmless-base", "helpful-base", "helpful-rejection-sampled")
 SPEAKER_OF_ROLE = {"user": "Human", "assistant": "Assistant"}
 
-# Rows whose text before the *last* "\n\nAssistant:" differs between sides.
+# docs/data-quirks.md: rows whose text before the *last* "\n\nAssistant:" differs between sides.
 LAST_MARKER_MISMATCH_ROWS = {
     "harmless-base": [1254, 1688, 1950, 1952, 2036],
     "helpful-base": [168, 354, 567, 743, 960, 1011, 1166, 1307, 1450],
     "helpful-rejection-sampled": [719, 1597, 2364],
 }
 
-# The published quirk counts, as quarantine reasons. No row of these files has
+# docs/data-quirks.md quirk counts, as quarantine reasons. No row of these files has
 # prompts that disagree once split at the first divergence, so that reason is absent.
 EXPECTED_REJECTIONS = {
     "harmless-base": {"empty chosen reply": 4},

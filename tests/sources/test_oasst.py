@@ -1,5 +1,5 @@
 """The OASST parser on real rows of both exports: the shipped slices (demo_data/ORIGIN.md)
-and, where present, the whole files, whose published counts it reconciles with."""
+and, where present, the whole files, reconciled with docs/data-quirks.md#oasst."""
 from __future__ import annotations
 
 import copy
@@ -20,7 +20,7 @@ SHIPPED_OVERLAP_TREES = {  # trees in both shipped slices
     "330fc1cf-53dd-4d67-8201-2782df947dd5", "5103ab92-666b-45ef-b7f7-6a990a1c744c",
     "f7a53981-0bfd-4595-8ca2-bae2c3b64345",
 }
-OVERLAP_TREES = SHIPPED_OVERLAP_TREES | {  # trees present in both whole files
+OVERLAP_TREES = SHIPPED_OVERLAP_TREES | {  # docs/data-quirks.md: trees present in both whole files
     "90632573-79ad-42f9-9b96-e09117985e21", "c79045d6-a800-40f8-bfd7-5b078f19023f",
     "eb5ce270-2d63-40fb-9558-790d409ae16c",
 }
@@ -55,7 +55,7 @@ def exports(request) -> Exports:
                        review_results={True: 88, False: 7}, assistant_ranks={0: 20, 1: 20, 2: 11, None: 9},
                        orphans=3, nodes=327, synthetic={("user", True): 3, ("assistant", True): 9},
                        ranked_nodes=177, overlap_trees=SHIPPED_OVERLAP_TREES, overlap_messages=37)
-    folder = shared_data("the whole OASST files, to reconcile with their published counts") / "oasst"
+    folder = shared_data("the whole OASST files, to reconcile with the counts of docs/data-quirks.md") / "oasst"
     return Exports(read_records(folder / "oasst1-en-validation.jsonl"), read_records(folder / "en_100_tree.jsonl"),
                    messages=2022, roles={"user": 779, "assistant": 1243}, flat_trees=191, flat_roots=188,
                    deleted=40, review_results={True: 1956, False: 53, None: 13},

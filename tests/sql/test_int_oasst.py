@@ -1,6 +1,6 @@
 """int_oasst__pairs / int_oasst__ratings: hand-made trees given -> rows expected, then
 real exports: the shipped slices (every tree with an exclusion quirk) and, where
-present, the whole files, reconciled with their published counts."""
+present, the whole files, reconciled with docs/data-quirks.md#oasst."""
 from __future__ import annotations
 
 from collections import Counter
@@ -273,7 +273,7 @@ def exports(request) -> Exports:
         return Exports(OASST_QUIRKS, DEMO_OASST_TREES, groups=20, sibling_pairs=42, best_vs_lower=31, pairs=27,
                        kept_groups=18, tree_pairs=112, tree_pairs_with_synthetic=118, flat_messages=95,
                        tree_messages=327, shared_messages=37, shared_pairs=13)
-    folder = shared_data("the whole OASST files, to reconcile with their published counts") / "oasst"
+    folder = shared_data("the whole OASST files, to reconcile with the counts of docs/data-quirks.md") / "oasst"
     return Exports(folder / "oasst1-en-validation.jsonl", folder / "en_100_tree.jsonl", groups=418,
                    sibling_pairs=1026, best_vs_lower=714, pairs=710, kept_groups=416, tree_pairs=417,
                    tree_pairs_with_synthetic=429, flat_messages=2022, tree_messages=1167, shared_messages=73,
@@ -282,7 +282,7 @@ def exports(request) -> Exports:
 
 def test_validation_file_reconciles_with_sources_md(exports, home):
     rows = staged_oasst(exports.flat, "b1")
-    # The published counts of the whole file count every pair of ranked siblings: 418 groups, 1026 pairs.
+    # docs/data-quirks.md counts every pair of ranked siblings: 418 groups, 1026 pairs in the whole file.
     groups: dict[str, list[int]] = {}
     for row in rows:
         if row["role"] == "assistant" and row["rank"] is not None:
