@@ -4,9 +4,9 @@ Every clone has demo_data/: the demo's first rows of HH-RLHF and OASST, and in
 demo_data/test-slices/ the rows of the full test files that show a quirk (listed
 by line in demo_data/ORIGIN.md). ../shared/data, beside the project in CI, holds
 the fuller samples: the whole files whose counts (docs/data-quirks.md) some tests
-reconcile, and SHP, which cannot be shipped. A test that reads it says what it needs from it
-and skips where it is absent; THUMBS_SHARED_DATA points elsewhere (a missing
-folder shows what a user's clone runs).
+reconcile, and SHP, which cannot be shipped. A test that reads it says what it
+needs from it and skips where it is absent; THUMBS_SHARED_DATA points elsewhere
+(a missing folder shows what a user's clone runs).
 """
 from __future__ import annotations
 

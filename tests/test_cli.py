@@ -16,13 +16,14 @@ from tasks.common.settings import PROJECT_ROOT
 from samples import DEMO_DATA, HH_QUIRK_LINES, OASST_QUIRKS, hh_quirks
 
 EXAMPLES = PROJECT_ROOT / "examples"
-# One post, three comments (scores 12, 5, 2), every pair of them: A preferred, then B, then A.
-SHP_COMMENTS = {"c1": ("Boil the water first, then add the pasta.", 12),
-                "c2": ("Add the pasta to cold water and heat both.", 5), "c3": ("Skip the salt.", 2)}
+# One post, three comments: (text, net votes, written at). As SHP selects its pairs,
+# the preferred comment scores higher and was written later.
+SHP_COMMENTS = {"c1": ("Boil the water first, then add the pasta.", 12, 400),
+                "c2": ("Add the pasta to cold water and heat both.", 5, 160), "c3": ("Skip the salt.", 2, 100)}
 
 
-def shp_pair(a: str, b: str, created_a: int, created_b: int) -> dict:
-    (text_a, score_a), (text_b, score_b) = SHP_COMMENTS[a], SHP_COMMENTS[b]
+def shp_pair(a: str, b: str) -> dict:
+    (text_a, score_a, created_a), (text_b, score_b, created_b) = SHP_COMMENTS[a], SHP_COMMENTS[b]
     return {"post_id": "p1", "domain": "askcooking_test", "upvote_ratio": 0.97,
             "history": "How do I cook dry pasta?", "c_root_id_A": a, "c_root_id_B": b,
             "created_at_utc_A": created_a, "created_at_utc_B": created_b, "score_A": score_a, "score_B": score_b,
@@ -33,7 +34,7 @@ def shp_pair(a: str, b: str, created_a: int, created_b: int) -> dict:
 
 def write_shp_file(folder: Path) -> Path:
     path = folder / "askcooking_test.jsonl"
-    pairs = [shp_pair("c1", "c2", 100, 160), shp_pair("c3", "c1", 400, 100), shp_pair("c2", "c3", 160, 400)]
+    pairs = [shp_pair("c1", "c2"), shp_pair("c3", "c1"), shp_pair("c2", "c3")]  # A, B, A preferred
     path.write_text("".join(json.dumps(pair) + "\n" for pair in pairs), encoding="utf-8")
     return path
 
