@@ -35,7 +35,7 @@ of 4096x4096 matrices on CPU with the workers' thread count; bf16 on CUDA).
   time divided by the number of those steps is added to each timed step. A second epoch
   would find them cached; this benchmark does not claim that.
 - Settings: batch 8, max_length 512, beta 0.1, lr 5e-6, AdamW (TRL: its default
-  adamw_torch_fused; thumbs: tasks.train.trainer.make_optimizer), no weight decay, max grad norm
+  adamw_torch_fused; thumbs: tasks.train.state.make_optimizer), no weight decay, max grad norm
   1, constant lr on TRL (thumbs' schedule only scales lr). TRL keeps its own defaults
   otherwise (gradient checkpointing on); thumbs its TrainConfig defaults (packing with
   shared prompts, decoder-layer gradient checkpointing), overridable with --thumbs-option.
@@ -309,7 +309,10 @@ def run_thumbs(args) -> dict:
     from tasks.train.batching import ChatEncoder, pack
     from tasks.train.losses import LOSSES, kto_lambdas
     from tasks.train.models import load_policy
-    from tasks.train.trainer import MicroBatch, Rows, Sequences, distributed_kl_mean, make_optimizer, train_step
+    from tasks.train.data import Batches, MicroBatch, Rows, Sequences
+    from tasks.train.objective import Objective, Policy, distributed_kl_mean
+    from tasks.train.state import TrainingState
+    from tasks.train.trainer import train_step
 
     device, model_dir, tokenizer = worker_setup(args)
     total_steps = args.warmup + args.steps
@@ -318,7 +321,8 @@ def run_thumbs(args) -> dict:
     options = dict(option.split("=", 1) for option in args.thumbs_option)
     config = TrainConfig(**{**options, "algo": args.algo, "model": str(model_dir), "steps": total_steps,
                             "batch_size": args.batch, "max_length": args.max_length, "lr": args.lr,
-                            "beta": args.beta, "warmup_steps": 0, "device": device.type, "save_every": 0})
+                            "beta": args.beta, "warmup_steps": 0, "min_lr_ratio": 1.0, "device": device.type,
+                            "save_every": 0})  # min_lr_ratio 1, no warmup: a constant lr, as on TRL's side
     spec = LOSSES[args.algo]
     hyper: dict = {"beta": args.beta, "kl_reduce": distributed_kl_mean}
     if args.algo == "kto":
@@ -348,13 +352,12 @@ def run_thumbs(args) -> dict:
                                        1) for keys in reference_cache.plan_packs(needed, config.reference_batch_size))
 
     model = load_policy(model_dir, device, gradient_checkpointing=config.gradient_checkpointing)
-    model.train()
-    optimizer = make_optimizer(model, config, device)
+    state = TrainingState.start(Policy(model.train(), device, config.packing, tokenizer.pad_token_id), config)
+    objective = Objective(spec, hyper, reference)
     times, tokens, flops, losses = [], [], [], []
     for step, micro in enumerate(plan, start=1):
         started = time.perf_counter()
-        done = train_step(model, optimizer, [micro], seqs, spec, reference, hyper, config, device,
-                          tokenizer.pad_token_id, step)
+        done = train_step(state, objective, Batches(seqs, [micro]), config)
         elapsed = time.perf_counter() - started
         if step > args.warmup:
             times.append(elapsed + reference_seconds / total_steps)

@@ -19,7 +19,10 @@ from tasks.train.batching import ChatEncoder, pack, pad
 from tasks.train.logprobs import GROUP_ATTENTION, naive_sequence_logps
 from tasks.train.losses import LOSSES
 from tasks.common.settings import ThumbsError
-from tasks.train.trainer import MicroBatch, Rows, Sequences, distributed_kl_mean, loss_inputs, make_optimizer, train_step
+from tasks.train.data import Batches, MicroBatch, Rows, Sequences
+from tasks.train.objective import Objective, Policy, distributed_kl_mean
+from tasks.train.state import TrainingState
+from tasks.train.trainer import train_step
 
 CPU = torch.device("cpu")
 # Three prompts, two of them multi-turn; every prompt has a chosen and a rejected reply.
@@ -115,7 +118,7 @@ def test_fast_path_equals_straightforward_path(tiny_llama_dir: Path, tokenizer, 
     pad_id = tokenizer.pad_token_id
 
     def fast():
-        inputs, _ = loss_inputs(fast_model, micro, seqs, spec, reference, hyper, CPU, packing, pad_id)
+        inputs, _ = Objective(spec, hyper, reference).inputs(Policy(fast_model, CPU, packing, pad_id), micro, seqs)
         return spec.call(inputs)
 
     def plain():
@@ -178,14 +181,13 @@ def test_cuda_branches_run_on_cpu(tiny_llama_dir: Path, tokenizer, monkeypatch: 
     seqs, micro, extra = kto_setup(tokenizer)
     config = TrainConfig(algo="kto", model=str(tiny_llama_dir), batch_size=6, max_length=64, lr=1e-3,
                          device="cpu", packing=True)
-    optimizer = make_optimizer(model, config, CPU)
+    policy = Policy(model, CPU, True, tokenizer.pad_token_id)
+    state = TrainingState.start(policy, config)  # a fused AdamW (make_optimizer)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    reference = made_up_reference(seqs, micro)
-    inputs, _ = loss_inputs(model, micro, seqs, LOSSES["kto"], reference, {"beta": 0.1, **extra}, CPU, True,
-                            tokenizer.pad_token_id)
+    objective = Objective(LOSSES["kto"], {"beta": 0.1, **extra}, made_up_reference(seqs, micro))
+    inputs, _ = objective.inputs(policy, micro, seqs)
     assert inputs["policy_logps"].dtype == torch.float32  # normalized in float32 under bf16
-    done = train_step(model, optimizer, [micro], seqs, LOSSES["kto"], reference, {"beta": 0.1, **extra}, config,
-                      CPU, tokenizer.pad_token_id, step=1)
+    done = train_step(state, objective, Batches(seqs, [micro]), config)
     assert done.examples == 6 and done.grad_norm > 0
     assert any(not torch.equal(before[n], p) for n, p in model.named_parameters())
     if not torch.cuda.is_available():

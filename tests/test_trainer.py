@@ -24,7 +24,9 @@ from tasks.common.settings import ThumbsError
 from tasks.train.snapshots import Snapshot, create_snapshot
 from tasks.sources import bind_source
 from tasks.train.algorithms import LOSSES
-from tasks.train.trainer import TIMING_KEYS, distributed_kl_mean, plan_batches, read_rows, train
+from tasks.train.data import plan_batches, read_rows
+from tasks.train.objective import distributed_kl_mean
+from tasks.train.trainer import TIMING_KEYS, train
 from tasks.warehouse.connection import connect
 
 HH_ROWS = 40  # -> ~36 train / ~4 eval pairs, twice as many thumbs
