@@ -82,8 +82,8 @@ def open_run(config: TrainConfig, snapshot: Snapshot, run_dir: Path, *, run_id: 
 
 def load_reference(run: Run, data: TrainingData, emit: Progress) -> tuple[dict[str, float], dict | None]:
     """Reference log-probs of every sequence of both plans, and what the manifest says about
-    them: cached, else computed now with the reference model, which is freed before the
-    policy is loaded. Nothing for the reference-free losses."""
+    them: cached, else computed now with the reference model, which is freed before
+    returning. Nothing for the reference-free losses."""
     if not LOSSES[run.config.algo].needs_reference:
         return {}, None
     config = run.config
@@ -155,15 +155,16 @@ def train(config: TrainConfig, snapshot: Snapshot, run_dir: Path, *, home: str |
     this process after that many steps (state saved, `finished` False), e.g. to fit a
     scheduler's time slot; a later resume=True call carries on.
     """
-    emit, started = progress or (lambda event: None), time.perf_counter()
-    if snapshot.kind != ("pairs" if LOSSES[config.algo].batch == "paired" else "feedback"):
+    emit, started, spec = progress or (lambda event: None), time.perf_counter(), LOSSES[config.algo]
+    if snapshot.kind != ("pairs" if spec.batch == "paired" else "feedback"):
         raise ThumbsError(f"{snapshot.path}: a {snapshot.kind} snapshot cannot train {config.algo} "
-                          f"({LOSSES[config.algo].batch} batches)")
+                          f"({spec.batch} batches)")
     if resume and (finished := ckpt.finished_result(run_dir, home)):  # nothing to redo
         return finished
     run = open_run(config, snapshot, run_dir, run_id=run_id, home=home, resume=resume, started=started)
-    data = plan_data(snapshot, config, ChatEncoder(run.tokenizer, config.max_length),
-                     kl_rows=LOSSES[config.algo].needs_kl_rows)
+    # Data: every micro-batch of the run, fixed by the seed; the loss, with the reference
+    # log-probs of every planned sequence (computed before the policy takes the memory).
+    data = plan_data(snapshot, config, ChatEncoder(run.tokenizer, config.max_length), spec.needs_kl_rows)
     objective = objective_for(config, data.trained_labels, *load_reference(run, data, emit))
     # The policy (decoder layers recomputed in the backward unless gradient_checkpointing
     # is off), AdamW and its schedule; resumed: their saved state and the metrics so far.
