@@ -44,7 +44,7 @@ what its compute_loss returns in train() for the first batch, its metrics what i
 then reports; a compute_loss hook keeps the batch it scored and stops the step there
 (backward and optimizer step cannot change the first loss). thumbs' side:
 tasks.train.batching.ChatEncoder -> pad -> tasks.train.logprobs.sequence_logps -> LOSSES[algo]
-(tasks.train.losses), lambdas from kto_lambdas, as tasks/train/trainer.py does (padded, its
+(tasks.train.losses), lambdas from kto_lambdas, as tasks/train/objective.py does (padded, its
 default). KL rows: mismatched_indices(n), the rotation; the trainer passes a seeded
 generator instead (a random derangement per batch), which only changes which mismatched
 pairs estimate z0. A third column, "thumbs on TRL's tokens", replays thumbs' log-probs
