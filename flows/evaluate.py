@@ -55,7 +55,7 @@ def resolve_task(checkpoint: str, home: str) -> tuple[str, dict[str, Any]]:
     found = next((p.resolve() for p in candidates if (p / "config.json").is_file()), None)
     if found is None and checkpoint not in PRESETS:
         with connect(home) as con:
-            row = run_sql(con, "evaluation/checkpoint_path.sql", {"checkpoint_id": checkpoint}).fetchone()
+            row = run_sql(con, "statements/evaluation/checkpoint_path.sql", {"checkpoint_id": checkpoint}).fetchone()
         if row is None or not (Path(row[0]) / "config.json").is_file():
             raise ThumbsError(f"{checkpoint}: no such checkpoint (not a directory, not under "
                               f"{checkpoints_dir(home)}{', moved from ' + row[0] if row else ''}); "
@@ -74,7 +74,7 @@ def eval_snapshot_task(info: dict[str, Any], eval_snapshot: str | None, run_id: 
         return load_snapshot(eval_snapshot)
     with connect(home) as con:
         if eval_snapshot:
-            row = run_sql(con, "evaluation/snapshot.sql", {"snapshot_id": eval_snapshot}).fetchone()
+            row = run_sql(con, "statements/evaluation/snapshot.sql", {"snapshot_id": eval_snapshot}).fetchone()
             if row is None:
                 raise ThumbsError(f"eval_snapshot={eval_snapshot}: no such snapshot in {home}")
             return load_snapshot(row[0])
@@ -130,7 +130,7 @@ def record_task(result: dict[str, Any], info: dict[str, Any], run_id: str, home:
     recorded = {**result["metrics"], "eval_snapshot_id": result["eval_snapshot_id"], "settings": result["settings"],
                 "evaluated_at": result["evaluated_at"], "run_id": run_id}
     with connect(home) as con:
-        updated = run_sql(con, "lineage/record_evaluation.sql", {
+        updated = run_sql(con, "statements/lineage/record_evaluation.sql", {
             "checkpoint_id": result["checkpoint_id"], "evaluation": json.dumps(recorded)}).fetchall()
         finish_run(con, run_id, "completed")
         publish(con, home)

@@ -81,7 +81,7 @@ def train_on_deployment(deployment: str, algo: str, config_path: str | None, ove
         raise ThumbsError(f"training deployment {deployment} ended {run.state.name if run.state else 'unknown'} "
                           f"(flow run {run.id})")
     with connect(home) as con:
-        rows = run_sql(con, "promotion/checkpoint_of_run.sql", {"run_id": str(run.id)}).fetchall()
+        rows = run_sql(con, "statements/promotion/checkpoint_of_run.sql", {"run_id": str(run.id)}).fetchall()
     if not rows:
         raise ThumbsError(f"training deployment {deployment} finished but recorded no checkpoint (flow run {run.id})")
     return {"checkpoint_id": rows[0][0], "path": rows[0][1]}

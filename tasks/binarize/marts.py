@@ -14,18 +14,18 @@ from tasks.warehouse.connection import rollback, run_sql
 # First what the sources' own models read (OASST's ranked pairs), then each
 # source's models (SOURCE_MODELS), then the models that combine every source.
 SOURCE_INPUTS: list[tuple[str, tuple[str, ...]]] = [
-    ("intermediate/int_oasst__ranked_pairs.sql", ("include_synthetic",)),
-    ("intermediate/int_oasst__ratings.sql", ("thumbs_rule",)),
+    ("models/intermediate/int_oasst__ranked_pairs.sql", ("include_synthetic",)),
+    ("models/intermediate/int_oasst__ratings.sql", ("thumbs_rule",)),
 ]
 MODELS: list[tuple[str, tuple[str, ...]]] = [
-    ("intermediate/int_pairs.sql", ("pair_models", "eval_fraction")),
-    ("intermediate/int_pair_repeats.sql", ()),
-    ("marts/preference_pairs.sql", ()),
-    ("intermediate/int_votes.sql", ("vote_models",)),
-    ("intermediate/int_vote_counts.sql", ()),
-    ("intermediate/int_multi_vote_tallies.sql", ()),
-    ("marts/feedback.sql", ("eval_fraction",)),
-    ("marts/feedback_one_per_prompt.sql", ()),
+    ("models/intermediate/int_pairs.sql", ("pair_models", "eval_fraction")),
+    ("models/intermediate/int_pair_repeats.sql", ()),
+    ("models/marts/preference_pairs.sql", ()),
+    ("models/intermediate/int_votes.sql", ("vote_models",)),
+    ("models/intermediate/int_vote_counts.sql", ()),
+    ("models/intermediate/int_multi_vote_tallies.sql", ()),
+    ("models/marts/feedback.sql", ("eval_fraction",)),
+    ("models/marts/feedback_one_per_prompt.sql", ()),
 ]
 # Each source's models, named after it: int_<source>__pairs (its preference pairs)
 # and int_<source>__votes (thumbs it gives replies directly), each optional.
@@ -69,9 +69,9 @@ def create_source_models(con: duckdb.DuckDBPyConnection, config: BinarizeConfig)
 
 
 def create_views(con: duckdb.DuckDBPyConnection) -> None:
-    """The analyst views (warehouse/views/*.sql); they take no parameters."""
-    for view in sorted((WAREHOUSE_SQL / "views").glob("*.sql")):
-        run_sql(con, f"views/{view.name}")
+    """The analyst views (warehouse/models/views/*.sql); they take no parameters."""
+    for view in sorted((WAREHOUSE_SQL / "models" / "views").glob("*.sql")):
+        run_sql(con, f"models/views/{view.name}")
 
 
 def binarize(con: duckdb.DuckDBPyConnection, config: BinarizeConfig) -> BinarizeResult:
@@ -86,9 +86,9 @@ def binarize(con: duckdb.DuckDBPyConnection, config: BinarizeConfig) -> Binarize
             run_sql(con, sql_file, {name: params[name] for name in names})
         create_views(con)
         result = BinarizeResult(
-            pairs={(s, sp): n for s, sp, n in run_sql(con, "marts/count_pairs.sql").fetchall()},
-            feedback={(s, lb): n for s, lb, n in run_sql(con, "marts/count_feedback.sql").fetchall()},
-            tied_completions=run_sql(con, "intermediate/count_ties.sql").fetchone()[0],
+            pairs={(s, sp): n for s, sp, n in run_sql(con, "statements/binarize/count_pairs.sql").fetchall()},
+            feedback={(s, lb): n for s, lb, n in run_sql(con, "statements/binarize/count_feedback.sql").fetchall()},
+            tied_completions=run_sql(con, "statements/binarize/count_ties.sql").fetchone()[0],
         )
         con.execute("COMMIT")
     except BaseException:

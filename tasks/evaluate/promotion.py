@@ -69,7 +69,7 @@ def what_changed(champion_manifest: dict[str, Any], config: dict[str, Any], snap
 
 
 def current_champion(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
-    row = run_sql(con, "promotion/champion.sql").fetchall()
+    row = run_sql(con, "statements/promotion/champion.sql").fetchall()
     if not row:
         return None
     checkpoint_id, path, snapshot_id, metrics, algo = row[0]
@@ -81,12 +81,12 @@ def record_decision(con: duckdb.DuckDBPyConnection, checkpoint_id: str, run_id: 
                     decision: GateDecision, previous_champion: str | None) -> None:
     con.execute("BEGIN TRANSACTION")
     try:
-        run_sql(con, "promotion/record_decision.sql", {
+        run_sql(con, "statements/promotion/record_decision.sql", {
             "checkpoint_id": checkpoint_id, "run_id": run_id, "promoted": decision.passed,
             "previous_champion": previous_champion, "reason": decision.reason,
             "evidence": json.dumps(decision.evidence, default=str)})
         if decision.passed:
-            run_sql(con, "promotion/mark_promoted.sql", {"checkpoint_id": checkpoint_id})
+            run_sql(con, "statements/promotion/mark_promoted.sql", {"checkpoint_id": checkpoint_id})
         con.execute("COMMIT")
     except BaseException:
         rollback(con)

@@ -147,14 +147,14 @@ def _load_chunk(con: duckdb.DuckDBPyConnection, chunk: ParsedChunk, result: File
     result.rows_quarantined += chunk.reasons.total()
     result.reasons.update(chunk.reasons)
     if chunk.raw is not None:
-        _insert(con, "raw_chunk", chunk.raw, read_sql("load/raw_records.sql"))
+        _insert(con, "raw_chunk", chunk.raw, read_sql("statements/load/raw_records.sql"))
     if chunk.quarantine is not None:
-        _insert(con, "quarantine_chunk", chunk.quarantine, read_sql("load/quarantine.sql"))
+        _insert(con, "quarantine_chunk", chunk.quarantine, read_sql("statements/load/quarantine.sql"))
     for table, rows in chunk.staged.items():
         if table not in tables:
             raise ThumbsError(f"the parser staged rows for {table}, which its source does not declare "
                               f"(it declares: {', '.join(tables) or 'none'})")
-        statement = read_sql("load/staged_rows.sql").format(staging_table=tables[table].quoted)
+        statement = read_sql("statements/load/staged_rows.sql").format(staging_table=tables[table].quoted)
         inserted = _insert(con, "staged_chunk", rows, statement)
         result.rows_loaded += inserted
         result.rows_duplicate += rows.num_rows - inserted
@@ -243,7 +243,8 @@ def ingest_file(
     sha = file_sha256(path)
     started_at = datetime.now(timezone.utc).replace(tzinfo=None)
     result = FileResult(file=str(path), file_sha256=sha, status="loaded")
-    previous = run_sql(con, "load/previous_load.sql", {"source": source.name, "file_sha256": sha}).fetchone()
+    previous = run_sql(con, "statements/load/previous_load.sql",
+                       {"source": source.name, "file_sha256": sha}).fetchone()
     con.execute("BEGIN TRANSACTION")
     try:
         if previous:
@@ -252,7 +253,7 @@ def ingest_file(
             for table in source.tables:  # a new source's tables come from its declaration, not a migration
                 con.execute(table.create_statement())
             _load_rows(con, source, path, sha, batch_id, result, max_row_bytes, progress)
-        run_sql(con, "load/ingest_run.sql", {
+        run_sql(con, "statements/load/ingest_run.sql", {
             "batch_id": batch_id, "source": source.name, "file": str(path), "file_sha256": sha,
             "started_at": started_at, "rows_read": result.rows_read, "rows_loaded": result.rows_loaded,
             "rows_duplicate": result.rows_duplicate, "rows_quarantined": result.rows_quarantined,

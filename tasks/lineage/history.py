@@ -16,12 +16,13 @@ from tasks.warehouse.connection import run_sql
 
 def recent_runs(home: str | Path | None, limit: int) -> list[list]:
     with published_connection(home) as con:
-        return [list(r) for r in run_sql(con, "history/recent_runs.sql", {"limit": limit}).fetchall()]
+        return [list(r) for r in run_sql(con, "statements/history/recent_runs.sql", {"limit": limit}).fetchall()]
 
 
 def recent_checkpoints(home: str | Path | None, limit: int) -> list[list]:
     with published_connection(home) as con:
-        return [list(r) for r in run_sql(con, "history/recent_checkpoints.sql", {"limit": limit}).fetchall()]
+        rows = run_sql(con, "statements/history/recent_checkpoints.sql", {"limit": limit}).fetchall()
+        return [list(r) for r in rows]
 
 
 def snapshot_batches(snapshot_path: Path) -> list[str]:
@@ -36,13 +37,13 @@ def snapshot_batches(snapshot_path: Path) -> list[str]:
 def lineage_lines(checkpoint: str, home: str | Path | None) -> list[str]:
     """checkpoint -> manifest (code, base model) -> snapshot (files) -> ingest runs -> source files."""
     with published_connection(home) as con:
-        rows = run_sql(con, "history/checkpoint.sql", {"checkpoint": checkpoint}).fetchall()
+        rows = run_sql(con, "statements/history/checkpoint.sql", {"checkpoint": checkpoint}).fetchall()
         if not rows:
             raise ThumbsError(f"no checkpoint '{checkpoint}' in the warehouse (see `thumbs runs`)")
         (checkpoint_id, run_id, algo, base_model, snapshot_id, path, parent, created_at,
          snapshot_path, snapshot_files, row_counts) = rows[0]
         batches = snapshot_batches(Path(snapshot_path)) if snapshot_path else []
-        ingests = run_sql(con, "history/batches.sql", {"batch_ids": batches}).fetchall()
+        ingests = run_sql(con, "statements/history/batches.sql", {"batch_ids": batches}).fetchall()
     manifest = read_manifest(path)
     base = manifest.get("base_model", {})
     lines = [

@@ -42,7 +42,7 @@ def new_run_id() -> str:
 
 def start_run(con: duckdb.DuckDBPyConnection, flow: str, config: dict[str, Any], run_id: str | None = None) -> str:
     run_id = run_id or new_run_id()
-    run_sql(con, "lineage/start_run.sql", {
+    run_sql(con, "statements/lineage/start_run.sql", {
         "run_id": run_id, "flow": flow, "started_at": _now(), "code_version": code_version(),
         "config": json.dumps(config, default=str),
     })
@@ -51,11 +51,11 @@ def start_run(con: duckdb.DuckDBPyConnection, flow: str, config: dict[str, Any],
 
 def mark_interrupted(con: duckdb.DuckDBPyConnection, flow: str) -> None:
     """Only call while holding the flow's run lock: then no other run of it is alive."""
-    run_sql(con, "lineage/mark_interrupted.sql", {"flow": flow, "now": _now()})
+    run_sql(con, "statements/lineage/mark_interrupted.sql", {"flow": flow, "now": _now()})
 
 
 def finish_run(con: duckdb.DuckDBPyConnection, run_id: str, status: str) -> None:
-    run_sql(con, "lineage/finish_run.sql", {"finished_at": _now(), "status": status, "run_id": run_id})
+    run_sql(con, "statements/lineage/finish_run.sql", {"finished_at": _now(), "status": status, "run_id": run_id})
 
 
 def dataset(name: str, **facets: Any) -> dict[str, Any]:

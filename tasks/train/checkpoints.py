@@ -175,7 +175,7 @@ def record_checkpoint(con: duckdb.DuckDBPyConnection, manifest: dict[str, Any], 
     then recorded.json in the run directory: until then a resumed run records this
     checkpoint instead of training again (see find_resumable). Recording twice (killed
     between the two) keeps the first row."""
-    run_sql(con, "lineage/record_checkpoint.sql", {
+    run_sql(con, "statements/lineage/record_checkpoint.sql", {
         "checkpoint_id": manifest["checkpoint_id"], "run_id": run_id or manifest["run_id"],
         "algo": manifest["algo"], "base_model": manifest["base_model"]["name"],
         "snapshot_id": manifest["snapshot_id"], "path": str(path),

@@ -76,9 +76,10 @@ def create_snapshot(
     """Freeze the current rows of `feedback` (kind 'feedback') or `preference_pairs` ('pairs')."""
     params = {"sources": list(sources) if sources else None}
     if kind == "feedback":
-        rows = query_arrow(con, "snapshots/feedback_rows.sql", {**params, "one_per_prompt": one_per_prompt})
+        rows = query_arrow(con, "statements/snapshots/feedback_rows.sql",
+                           {**params, "one_per_prompt": one_per_prompt})
     else:
-        rows = query_arrow(con, "snapshots/pair_rows.sql", params)
+        rows = query_arrow(con, "statements/snapshots/pair_rows.sql", params)
     if rows.num_rows == 0:
         raise ThumbsError(
             f"no {kind} rows to snapshot for sources {list(sources) if sources else 'all'}: "
@@ -93,7 +94,7 @@ def create_snapshot(
     if not (final / "snapshot.json").exists():
         _write(rows, kind, snapshot_id, final, one_per_prompt, sources)
     snapshot = load_snapshot(final)
-    run_sql(con, "snapshots/record_snapshot.sql", {
+    run_sql(con, "statements/snapshots/record_snapshot.sql", {
         "snapshot_id": snapshot_id, "kind": kind, "path": str(final),
         "created_at": datetime.now(timezone.utc).replace(tzinfo=None), "run_id": run_id,
         "options": json.dumps({"sources": params["sources"], "one_per_prompt": one_per_prompt}),

@@ -27,18 +27,18 @@ def warehouse_path(home: str | Path | None = None) -> Path:
 
 
 def read_sql(relative: str) -> str:
-    """The text of warehouse/<relative>, e.g. 'marts/feedback.sql'."""
+    """The text of warehouse/<relative>, e.g. 'models/marts/feedback.sql'."""
     return (WAREHOUSE_SQL / relative).read_text(encoding="utf-8")
 
 
 def run_sql(con: duckdb.DuckDBPyConnection, relative: str, params: dict[str, Any] | None = None):
-    """Run one SQL model file; a file with parameters must hold one statement."""
+    """Run one SQL file of warehouse/; a file with parameters must hold one statement."""
     text = read_sql(relative)
     return con.execute(text, params) if params else con.execute(text)
 
 
 def query_arrow(con: duckdb.DuckDBPyConnection, relative: str, params: dict[str, Any]):
-    """The rows of one SELECT model file as an Arrow table."""
+    """The rows of one SELECT file of warehouse/ as an Arrow table."""
     return con.sql(read_sql(relative), params=params).to_arrow_table()
 
 

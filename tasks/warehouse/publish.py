@@ -42,7 +42,7 @@ def publish(con: duckdb.DuckDBPyConnection, home: str | Path | None = None) -> P
             for table in PUBLISHED_TABLES:
                 copy.from_arrow(con.table(table).to_arrow_reader(65_536)).create(table)
             create_views(copy)
-            run_sql(copy, "marts/feedback_one_per_prompt.sql")
+            run_sql(copy, "models/marts/feedback_one_per_prompt.sql")
             copy.execute("CHECKPOINT")
         finally:
             copy.close()

@@ -143,7 +143,7 @@ def install_training_flow() -> None:
 
     pyarrow.parquet.write_table = reported_write_table
     wrap_before(tasks.train.snapshots, "run_sql", lambda con, relative, *rest, **kw:
-                "snapshot-record" if relative == "snapshots/record_snapshot.sql" else None)
+                "snapshot-record" if relative == "statements/snapshots/record_snapshot.sql" else None)
     wrap_before(tasks.train.checkpoints, "record_checkpoint", lambda *args, **kwargs: "checkpoint-record")
     # The trainer child runs through this file too, so its points can be reached.
     flows.train.subprocess = TrainerThroughDriver()

@@ -19,8 +19,8 @@ from samples import DEMO_OASST_TREES, OASST_QUIRKS, shared_data
 from .staging import staged_rows
 
 PAIRS = "models/intermediate/int_oasst__pairs.sql"
-RATINGS = "intermediate/int_oasst__ratings.sql"
-RANKED = "intermediate/int_oasst__ranked_pairs.sql"
+RATINGS = "models/intermediate/int_oasst__ratings.sql"
+RANKED = "models/intermediate/int_oasst__ranked_pairs.sql"
 
 
 def build_pairs(con, include_synthetic: bool) -> None:
