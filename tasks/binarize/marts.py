@@ -8,7 +8,7 @@ import duckdb
 from schemas.config import BinarizeConfig
 from tasks.common.settings import WAREHOUSE_SQL
 from tasks.sources import SOURCES
-from tasks.warehouse.connection import rollback, run_sql
+from tasks.warehouse.connection import run_sql, transaction
 
 # The DAG of SQL models, in dependency order, with the parameters each binds.
 # First what the sources' own models read (OASST's ranked pairs), then each
@@ -77,21 +77,15 @@ def create_views(con: duckdb.DuckDBPyConnection) -> None:
 def binarize(con: duckdb.DuckDBPyConnection, config: BinarizeConfig) -> BinarizeResult:
     """Replace the marts in one transaction: readers never see a half-built table."""
     params = model_params(config)
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         for sql_file, names in SOURCE_INPUTS:
             run_sql(con, sql_file, {name: params[name] for name in names})
         create_source_models(con, config)
         for sql_file, names in MODELS:
             run_sql(con, sql_file, {name: params[name] for name in names})
         create_views(con)
-        result = BinarizeResult(
+        return BinarizeResult(
             pairs={(s, sp): n for s, sp, n in run_sql(con, "statements/binarize/count_pairs.sql").fetchall()},
             feedback={(s, lb): n for s, lb, n in run_sql(con, "statements/binarize/count_feedback.sql").fetchall()},
             tied_completions=run_sql(con, "statements/binarize/count_ties.sql").fetchone()[0],
         )
-        con.execute("COMMIT")
-    except BaseException:
-        rollback(con)
-        raise
-    return result

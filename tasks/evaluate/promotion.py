@@ -18,7 +18,7 @@ import duckdb
 
 from schemas.nightly import GateConfig
 from tasks.common.settings import thumbs_home
-from tasks.warehouse.connection import rollback, run_sql
+from tasks.warehouse.connection import run_sql, transaction
 
 CHAMPION_ALIAS = "champion"
 
@@ -79,18 +79,13 @@ def current_champion(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
 
 def record_decision(con: duckdb.DuckDBPyConnection, checkpoint_id: str, run_id: str | None,
                     decision: GateDecision, previous_champion: str | None) -> None:
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         run_sql(con, "statements/promotion/record_decision.sql", {
             "checkpoint_id": checkpoint_id, "run_id": run_id, "promoted": decision.passed,
             "previous_champion": previous_champion, "reason": decision.reason,
             "evidence": json.dumps(decision.evidence, default=str)})
         if decision.passed:
             run_sql(con, "statements/promotion/mark_promoted.sql", {"checkpoint_id": checkpoint_id})
-        con.execute("COMMIT")
-    except BaseException:
-        rollback(con)
-        raise
 
 
 def point_champion_alias(checkpoint_path: str | Path, home: str | Path | None = None) -> Path:

@@ -27,7 +27,7 @@ import pyarrow as pa
 from tasks.ingest.readers import DEFAULT_MAX_ROW_BYTES, LineBatch, Progress, RawRow, RowBatch, read_batches
 from tasks.common.settings import ThumbsError, first_line
 from tasks.sources.base import Parser, Quarantined, RowRejected, SourceBinding, Staged, StagingTable
-from tasks.warehouse.connection import read_sql, rollback, run_sql
+from tasks.warehouse.connection import read_sql, run_sql, transaction
 from tasks.ingest.workers import WorkerFailed, in_order
 
 CHUNK_ROWS = 5_000  # rows per batch parsed and per insert: small enough that batches in flight stay a few MB
@@ -245,26 +245,22 @@ def ingest_file(
     result = FileResult(file=str(path), file_sha256=sha, status="loaded")
     previous = run_sql(con, "statements/load/previous_load.sql",
                        {"source": source.name, "file_sha256": sha}).fetchone()
-    con.execute("BEGIN TRANSACTION")
     try:
-        if previous:
-            result.status, result.previous_batch = "skipped", previous[0]
-        else:
-            for table in source.tables:  # a new source's tables come from its declaration, not a migration
-                con.execute(table.create_statement())
-            _load_rows(con, source, path, sha, batch_id, result, max_row_bytes, progress)
-        run_sql(con, "statements/load/ingest_run.sql", {
-            "batch_id": batch_id, "source": source.name, "file": str(path), "file_sha256": sha,
-            "started_at": started_at, "rows_read": result.rows_read, "rows_loaded": result.rows_loaded,
-            "rows_duplicate": result.rows_duplicate, "rows_quarantined": result.rows_quarantined,
-            "status": result.status, "options": json.dumps(dict(source.options), default=str),
-        })
-        con.execute("COMMIT")
-    except BaseException as exc:
-        rollback(con)
-        if isinstance(exc, duckdb.Error):
-            raise ThumbsError(f"{path}: nothing loaded, the warehouse write failed: {first_line(exc)}") from exc
-        raise
+        with transaction(con):
+            if previous:
+                result.status, result.previous_batch = "skipped", previous[0]
+            else:
+                for table in source.tables:  # a new source's tables come from its declaration, not a migration
+                    con.execute(table.create_statement())
+                _load_rows(con, source, path, sha, batch_id, result, max_row_bytes, progress)
+            run_sql(con, "statements/load/ingest_run.sql", {
+                "batch_id": batch_id, "source": source.name, "file": str(path), "file_sha256": sha,
+                "started_at": started_at, "rows_read": result.rows_read, "rows_loaded": result.rows_loaded,
+                "rows_duplicate": result.rows_duplicate, "rows_quarantined": result.rows_quarantined,
+                "status": result.status, "options": json.dumps(dict(source.options), default=str),
+            })
+    except duckdb.Error as exc:
+        raise ThumbsError(f"{path}: nothing loaded, the warehouse write failed: {first_line(exc)}") from exc
     return result
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -42,13 +42,22 @@ def query_arrow(con: duckdb.DuckDBPyConnection, relative: str, params: dict[str,
     return con.sql(read_sql(relative), params=params).to_arrow_table()
 
 
-def rollback(con: duckdb.DuckDBPyConnection) -> None:
-    """Roll back if a transaction is still open. When a write failed (a full disk),
-    DuckDB may already have aborted it; a second error here would hide the first."""
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Run the block in one transaction: COMMIT at its end, ROLLBACK on any error,
+    Ctrl-C included, and the error raised as it was.
+
+    When a write failed (a full disk, even at COMMIT), DuckDB may already have
+    ended the transaction; ROLLBACK's own "no transaction is active" would then
+    hide the error that matters, so it is ignored."""
+    con.execute("BEGIN TRANSACTION")
     try:
-        con.execute("ROLLBACK")
-    except duckdb.Error:
-        pass
+        yield
+        con.execute("COMMIT")
+    except BaseException:
+        with suppress(duckdb.Error):
+            con.execute("ROLLBACK")
+        raise
 
 
 def duckdb_config(path: Path) -> dict[str, str]:
@@ -109,17 +118,12 @@ def migrate(con: duckdb.DuckDBPyConnection, until: str | None = None) -> list[st
                     "add a new migration instead"
                 )
             continue
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             con.execute(text)
             con.execute(
                 "INSERT INTO schema_migrations VALUES ($version, $sha256, now())",
                 {"version": migration.stem, "sha256": digest},
             )
-            con.execute("COMMIT")
-        except Exception:
-            rollback(con)
-            raise
         newly.append(migration.stem)
     return newly
 
