@@ -1,7 +1,10 @@
-"""The DuckDB warehouse: connections, migrations and running the SQL models.
+"""The DuckDB warehouse: connections, macros, migrations, transactions and
+running the SQL files.
 
-All SQL lives in warehouse/*.sql. Python only chooses which file to run and
-binds its parameters; it never builds SQL text from values.
+All SQL lives in warehouse/: migrations/ (the tables), macros/, models/ (the
+layers binarize builds) and statements/ (what the other stages run). Python only
+chooses which file to run and binds its parameters; it never builds SQL text
+from values.
 """
 from __future__ import annotations
 
@@ -96,6 +99,17 @@ def _open(path: Path, read_only: bool, wait_seconds: float) -> duckdb.DuckDBPyCo
             time.sleep(0.5)
 
 
+def create_macros(con: duckdb.DuckDBPyConnection) -> None:
+    """Define the macros of warehouse/macros/*.sql on this connection.
+
+    As TEMP macros, which live in the connection rather than the file: a read-only
+    connection gets them too, and DuckDB resolves a temp macro before a stored one
+    of the same name, so these shadow the copies migrations 002, 004 and 005
+    stored in every warehouse (with the same values: tests/sql/test_macros.py)."""
+    for macros in sorted((WAREHOUSE_SQL / "macros").glob("*.sql")):
+        con.execute(macros.read_text(encoding="utf-8"))
+
+
 def migrate(con: duckdb.DuckDBPyConnection, until: str | None = None) -> list[str]:
     """Apply warehouse/migrations/NNN_*.sql not yet applied, in order, up to and
     including `until` (a migration's name, e.g. '004_cheaper_ids'; default: all).
@@ -132,12 +146,14 @@ def migrate(con: duckdb.DuckDBPyConnection, until: str | None = None) -> list[st
 def connect(
     home: str | Path | None = None, *, read_only: bool = False, wait_seconds: float = 600.0
 ) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection to THUMBS_HOME/warehouse.duckdb, migrated when writable."""
+    """A connection to THUMBS_HOME/warehouse.duckdb with the macros, migrated when
+    writable (after the macros are defined, so a migration may call them)."""
     path = warehouse_path(home)
     if read_only and not path.exists():
         raise ThumbsError(f"{path}: no warehouse yet; run `thumbs ingest` first")
     con = _open(path, read_only, wait_seconds)
     try:
+        create_macros(con)
         if not read_only:
             migrate(con)
         yield con

@@ -1,10 +1,12 @@
-"""The identity and split macros of migration 004 give exactly the values of 002's:
+"""The identity and split macros of migration 004 give exactly the values of 002's,
+and warehouse/macros/*.sql, which every connection uses, those of the migrations:
 analysts join on these ids across rebuilds and versions."""
 from __future__ import annotations
 
 import duckdb
 
 from tasks.common.settings import WAREHOUSE_SQL
+from tasks.warehouse.connection import connect, create_macros, migrate
 
 ODD_ROWS = """
 SELECT * FROM (VALUES
@@ -37,3 +39,44 @@ def test_004_macros_give_the_values_of_002():
         FROM ({ODD_ROWS})""").fetchone()
     assert differing[:4] == (20004, 0, 0, 0)
     assert 9000 < differing[4] < 11000  # fractions spread over [0, 1): about half eval
+
+
+# Each macro the migrations store, called on ODD_ROWS.
+MACRO_CALLS = {
+    "thumbs_pair_id": "thumbs_pair_id(source, prompt, chosen, rejected)",
+    "thumbs_pair_id_of_json": "thumbs_pair_id_of_json(source, to_json(prompt), chosen, rejected)",
+    "thumbs_feedback_id": "thumbs_feedback_id(source, prompt, chosen, label)",
+    "thumbs_feedback_id_of_json": "thumbs_feedback_id_of_json(source, to_json(prompt), chosen, label)",
+    "thumbs_split": "thumbs_split(prompt, eval_fraction)",
+    "thumbs_split_of_json": "thumbs_split_of_json(to_json(prompt), eval_fraction)",
+    "thumbs_row_key": "thumbs_row_key(hash(chosen), hash(rejected))",
+    "thumbs_row_key_of": "thumbs_row_key_of(to_json(prompt))",
+}
+THUMBS_MACROS = "SELECT function_name FROM duckdb_functions() WHERE function_type = 'macro' AND function_name LIKE 'thumbs_%'"
+
+
+def test_the_macro_files_give_the_values_of_the_migrations():
+    stored = duckdb.connect()
+    migrate(stored)
+    from_files = duckdb.connect()
+    create_macros(from_files)
+    stored_names = {name for (name,) in stored.execute(THUMBS_MACROS).fetchall()}
+    assert stored_names == set(MACRO_CALLS)
+    assert stored_names <= {name for (name,) in from_files.execute(THUMBS_MACROS).fetchall()}
+    # In the order of the inputs' hash, so rows in the same place have the same inputs.
+    # Each value as its 64-bit hash: DuckDB turns 20,000 UHUGEINTs into Python ints or
+    # text in seconds.
+    values = (f"SELECT {', '.join(f'hash({call})' for call in MACRO_CALLS.values())} FROM ({ODD_ROWS})"
+              " ORDER BY hash(source, prompt, chosen, rejected, label, eval_fraction)")
+    expected = stored.execute(values).fetchall()
+    assert len(expected) == 20004 and from_files.execute(values).fetchall() == expected
+
+
+def test_every_connection_uses_the_macro_files_read_only_too(home):
+    with connect(home):  # a fresh warehouse: the macros, then every migration
+        pass
+    with connect(home, read_only=True) as con:
+        defined_in = con.execute("SELECT DISTINCT database_name FROM duckdb_functions()"
+                                 " WHERE function_name = 'thumbs_split'").fetchall()
+        assert ("temp",) in defined_in
+        assert con.execute("SELECT thumbs_row_key(1, 2)").fetchone() == (2**64 + 2,)
