@@ -9,7 +9,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from tasks.common.settings import ThumbsError, first_line
+from tasks.common.settings import ThumbsError, first_line, release_frames
 from tasks.sources import SOURCES
 from tasks.train.algorithms import LOSSES
 
@@ -242,11 +242,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except ThumbsError as exc:
+        release_frames(exc)
         if args.verbose:
             raise
         print(f"thumbs: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        release_frames(exc)
         print("thumbs: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
@@ -254,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         # the person (the traceback with -v). Anything else is a bug: let it show.
         import duckdb
 
+        release_frames(exc)  # a traceback prints from code and line numbers, not locals
         if args.verbose or not isinstance(exc, (OSError, duckdb.Error)):
             raise
         print(f"thumbs: error: {type(exc).__name__}: {first_line(exc)}", file=sys.stderr)

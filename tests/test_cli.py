@@ -6,6 +6,9 @@ cannot be shipped, so the SHP file is three pairs in SHP's format, in our own wo
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -161,6 +164,18 @@ def test_bad_mapping_is_one_line_error(tmp_path, home, prefect_harness, capsys):
 def test_missing_file_is_one_line_error(home, prefect_harness, capsys):
     assert thumbs(home, "ingest", "hh", str(home / "missing.jsonl.gz")) == 1
     assert capsys.readouterr().err.strip() == f"thumbs: error: {home / 'missing.jsonl.gz'}: no such file"
+
+
+def test_failing_command_prints_only_its_error(tmp_path, home, prefect_harness):
+    """The whole stderr of a failing `thumbs` process is its one error line: no
+    "nanobind: leaked instance" lines after it from DuckDB objects alive at exit."""
+    from prefect.settings import PREFECT_API_URL
+
+    missing = tmp_path / "nonexistent.jsonl"
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "THUMBS_HOME": str(home)}
+    done = subprocess.run([sys.executable, "-m", "flows", "ingest", "hh", str(missing)], env=env, cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert (done.returncode, done.stderr.splitlines()) == (1, [f"thumbs: error: {missing}: no such file"])
 
 
 def test_query_before_anything_is_published(home, capsys):

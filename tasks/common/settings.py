@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import traceback
 from functools import lru_cache
 from pathlib import Path
 
@@ -18,6 +19,22 @@ def first_line(exc: BaseException) -> str:
     """An exception's message cut to one line, for one-line errors."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def release_frames(exc: BaseException | None) -> None:
+    """Drop the local variables held by the finished frames of an exception's
+    traceback, and of its causes and contexts. Prefect keeps a failed run's
+    exception until the process exits, and with it every frame it passed
+    through: their DuckDB connections then outlive DuckDB's own teardown, which
+    prints a "nanobind: leaked instance" line for each after the error."""
+    pending, seen = [exc], set()
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)  # skips frames still running
+        pending += [current.__cause__, current.__context__]
 
 
 def thumbs_home(home: str | os.PathLike | None = None) -> Path:

@@ -1,0 +1,38 @@
+"""tasks/common/settings.py: releasing what a failed run's frames hold."""
+from __future__ import annotations
+
+import traceback
+import weakref
+
+from tasks.common.settings import release_frames
+
+
+class Held:
+    """Stands for a DuckDB connection in a frame: unlike one, it can be watched being freed."""
+
+
+def fail_with_a_cause(watched: list[weakref.ref]) -> None:
+    try:
+        fail_holding_a_connection(watched)
+    except OSError as exc:
+        raise ValueError("the error for the person") from exc
+
+
+def fail_holding_a_connection(watched: list[weakref.ref]) -> None:
+    con = Held()
+    watched.append(weakref.ref(con))
+    raise OSError("the cause")
+
+
+def test_release_frames_frees_what_the_failed_frames_held():
+    watched: list[weakref.ref] = []
+    try:
+        fail_with_a_cause(watched)
+    except ValueError as exc:
+        error = exc
+    # only the cause's traceback reaches the frame that held it
+    assert watched[0]() is not None
+    release_frames(error)
+    assert watched[0]() is None
+    shown = "".join(traceback.format_exception(error))  # `-v` still prints the whole traceback
+    assert "fail_holding_a_connection" in shown and "the error for the person" in shown
