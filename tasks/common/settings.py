@@ -7,8 +7,19 @@ import traceback
 from functools import lru_cache
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-WAREHOUSE_SQL = PROJECT_ROOT / "warehouse"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the folder holding flows/, tasks/, schemas/
+
+
+def shipped_root(code_root: Path = PROJECT_ROOT) -> Path:
+    """The folder holding the files the code reads at run time (warehouse/,
+    examples/, demo_data/): the checkout itself, or in an installed wheel the
+    `thumbs_data/` folder beside the packages (setup.py puts them there)."""
+    installed = code_root / "thumbs_data"
+    return installed if installed.is_dir() else code_root
+
+
+SHIPPED_ROOT = shipped_root()
+WAREHOUSE_SQL = SHIPPED_ROOT / "warehouse"
 
 
 class ThumbsError(Exception):
@@ -49,7 +60,10 @@ def thumbs_home(home: str | os.PathLike | None = None) -> Path:
 
 @lru_cache(maxsize=1)
 def code_version() -> str:
-    """The git commit of the running code (with +dirty), or the package version."""
+    """The git commit of the running code (with +dirty), or the package version:
+    an installed wheel is no checkout, even when its virtualenv sits inside one."""
+    if SHIPPED_ROOT != PROJECT_ROOT:
+        return _package_version()
     try:
         sha = subprocess.run(
             ["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"],
@@ -64,6 +78,10 @@ def code_version() -> str:
         ).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        from importlib.metadata import version
+        return _package_version()
 
-        return "thumbs-" + version("thumbs")
+
+def _package_version() -> str:
+    from importlib.metadata import version
+
+    return "thumbs-" + version("thumbs")
