@@ -27,7 +27,6 @@ GZIP_MAGIC = b"\x1f\x8b"
 UTF8_BOM = b"\xef\xbb\xbf"
 PARQUET_MAGIC = b"PAR1"
 DEFAULT_MAX_ROW_BYTES = 4 * 1024 * 1024
-FORMATS = ("jsonl", "json", "csv", "parquet")
 
 Progress = Callable[[int], None]  # called with bytes of the file consumed so far
 
@@ -60,14 +59,6 @@ def detect_format(path: Path) -> tuple[str, bool]:
     if name_format == "parquet":
         raise ThumbsError(f"{path}: not a Parquet file (no PAR1 header)")
     return name_format, gzipped
-
-
-def read_rows(
-    path: str | Path, *, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES, progress: Progress | None = None
-) -> Iterator[RawRow]:
-    """Every row of the file, in order. Raises ThumbsError for a file that cannot be read."""
-    for batch in read_batches(path, rows_per_batch=4096, max_row_bytes=max_row_bytes, progress=progress):
-        yield from batch.rows()
 
 
 @dataclass(frozen=True)
