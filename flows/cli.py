@@ -45,6 +45,17 @@ def _print_table(title: str, header: list[str], rows: list[list[object]]) -> Non
     Console().print(table)
 
 
+def format_metric(value: object) -> str:
+    """A metric as a table shows it: a count without decimals, whether an int or a
+    float holding one (a pair count averaged over equal batches, say); any other
+    number to 4 places."""
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:.4f}"
+    if isinstance(value, (int, float)):
+        return str(int(value))
+    return str(value)
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     from flows.ingest import ingest_flow
 
@@ -87,7 +98,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                         show_progress=True)
     metrics = result["metrics"]
     _print_table(f"trained {args.algo}: {result['checkpoint_id']}", ["metric", "value"],
-                 [[k, f"{v:.4f}" if isinstance(v, float) else v] for k, v in sorted(metrics.items())])
+                 [[k, format_metric(v)] for k, v in sorted(metrics.items())])
     print(f"checkpoint: {result['path']}  (snapshot {result['snapshot_id']})")
     print(f"load it:    AutoModelForCausalLM.from_pretrained({result['path']!r})")
     return 0
@@ -133,7 +144,8 @@ def _print_nightly(report, home) -> None:
         metrics = {k: v for k, v in report.metrics.items() if isinstance(v, (int, float))}
         champion = report.champion_metrics or {}
         _print_table(f"checkpoint {report.checkpoint_id}", ["metric", "new", "champion before"],
-                     [[k, f"{v:.4f}", f"{champion[k]:.4f}" if isinstance(champion.get(k), (int, float)) else "—"]
+                     [[k, format_metric(v),
+                       format_metric(champion[k]) if isinstance(champion.get(k), (int, float)) else "—"]
                       for k, v in sorted(metrics.items())])
         print(f"{'PROMOTED to champion' if report.promoted else 'NOT promoted'}: {report.decision}")
         print(f"checkpoint: {report.checkpoint_path}")
@@ -149,7 +161,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     result = evaluate_flow(args.checkpoint, home=args.home)
     _print_table(f"evaluation of {result['checkpoint_id']}", ["metric", "value"],
-                 [[k, f"{v:.4f}" if isinstance(v, float) else v] for k, v in sorted(result["metrics"].items())])
+                 [[k, format_metric(v)] for k, v in sorted(result["metrics"].items())])
     for plot in result.get("plots", []):
         print(f"plot: {plot}")
     return 0

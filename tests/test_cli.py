@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import main
+from flows.cli import format_metric, main
 from tasks.warehouse.query import run_query
 from tasks.common.settings import PROJECT_ROOT
 from samples import DEMO_DATA, HH_QUIRK_LINES, OASST_QUIRKS, hh_quirks
@@ -181,3 +181,11 @@ def test_failing_command_prints_only_its_error(tmp_path, home, prefect_harness):
 def test_query_before_anything_is_published(home, capsys):
     assert thumbs(home, "query", "select 1") == 1
     assert "nothing published yet" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value, shown", [
+    (32, "32"), (32.0, "32"), (0.0, "0"), (0.8125, "0.8125"), (-1.23456, "-1.2346"), (float("nan"), "nan"),
+    ("kto", "kto"),
+])
+def test_metrics_print_counts_as_integers(value, shown):
+    assert format_metric(value) == shown
