@@ -9,6 +9,7 @@ from tasks.binarize.marts import BinarizeResult, binarize
 from tasks.lineage.runs import finish_run, new_run_id, start_run
 from tasks.warehouse.publish import publish
 from tasks.common.reports import binarize_markdown
+from tasks.common.settings import release_failed_run
 from tasks.warehouse.connection import connect
 
 
@@ -26,7 +27,7 @@ def binarize_task(config: BinarizeConfig, home: str | None) -> BinarizeResult:
         return result
 
 
-@flow(name="binarize")
+@flow(name="binarize", on_failure=[release_failed_run])
 def binarize_flow(config: BinarizeConfig | None = None, home: str | None = None) -> BinarizeResult:
     config = config or BinarizeConfig()
     result = binarize_task(config, home)

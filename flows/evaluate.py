@@ -35,7 +35,7 @@ from tasks.lineage.runs import dataset, emit_event, failure_recorded, finish_run
 from tasks.train.models import PRESETS, resolve_model
 from tasks.evaluate.plots import plot_curves
 from tasks.warehouse.publish import publish
-from tasks.common.settings import ThumbsError, code_version, thumbs_home
+from tasks.common.settings import ThumbsError, code_version, release_failed_run, thumbs_home
 from tasks.train.snapshots import Snapshot, create_snapshot, load_snapshot
 from tasks.warehouse.connection import connect, run_sql
 
@@ -143,7 +143,7 @@ def record_task(result: dict[str, Any], info: dict[str, Any], run_id: str, home:
     return {"path": str(directory), "plots": [str(p) for p in plots]}
 
 
-@flow(name="evaluate")
+@flow(name="evaluate", on_failure=[release_failed_run])
 def evaluate_flow(checkpoint: str, home: str | None = None, eval_snapshot: str | None = None,
                   max_pairs: int = evaluation.DEFAULTS["max_pairs"],
                   generation_prompts: int = evaluation.DEFAULTS["generation_prompts"],

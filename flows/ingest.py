@@ -14,7 +14,7 @@ from tasks.common.progress import file_progress
 from tasks.warehouse.publish import publish
 from tasks.ingest.readers import DEFAULT_MAX_ROW_BYTES
 from tasks.common.reports import ingest_markdown
-from tasks.common.settings import ThumbsError
+from tasks.common.settings import ThumbsError, release_failed_run
 from tasks.sources import bind_source
 from tasks.warehouse.connection import connect
 
@@ -45,7 +45,7 @@ def publish_task(home: str | None) -> str:
         return str(publish(con, home))
 
 
-@flow(name="ingest")
+@flow(name="ingest", on_failure=[release_failed_run])
 def ingest_flow(source: str, paths: list[str], mapping: str | None = None, home: str | None = None,
                 max_row_bytes: int = DEFAULT_MAX_ROW_BYTES, show_progress: bool = False) -> list[FileResult]:
     files = expand_paths(paths)

@@ -24,7 +24,7 @@ from tasks.warehouse.publish import publish
 from tasks.train.checkpoints import read_manifest
 from tasks.evaluate.promotion import current_champion, gate, point_champion_alias, record_decision, what_changed
 from tasks.common.reports import nightly_markdown
-from tasks.common.settings import ThumbsError, code_version, thumbs_home
+from tasks.common.settings import ThumbsError, code_version, release_failed_run, thumbs_home
 from tasks.warehouse.connection import connect, run_sql
 
 
@@ -87,7 +87,7 @@ def train_on_deployment(deployment: str, algo: str, config_path: str | None, ove
     return {"checkpoint_id": rows[0][0], "path": rows[0][1]}
 
 
-@flow(name="nightly")
+@flow(name="nightly", on_failure=[release_failed_run])
 def nightly_flow(sources_file: str, algo: str = "kto", config_path: str | None = None,
                  overrides: Sequence[str] = (), gate_config: GateConfig | None = None, force: bool = False,
                  train_deployment: str | None = None, home: str | None = None,

@@ -27,7 +27,7 @@ from tasks.lineage.runs import emit_event, failure_recorded, finish_run, new_run
 from tasks.train.losses import LOSSES
 from tasks.common.progress import enabled
 from tasks.warehouse.publish import publish
-from tasks.common.settings import PROJECT_ROOT, ThumbsError, thumbs_home
+from tasks.common.settings import PROJECT_ROOT, ThumbsError, release_failed_run, thumbs_home
 from tasks.train.snapshots import Snapshot, create_snapshot
 from tasks.train.trainer import PROTOCOL
 from tasks.warehouse.connection import connect
@@ -143,7 +143,7 @@ def progress_bar(show: bool, total_hint: int) -> Iterator[Callable[[dict], None]
         yield on_event
 
 
-@flow(name="train")
+@flow(name="train", on_failure=[release_failed_run])
 def train_flow(algo: str, config_path: str | None = None, overrides: Sequence[str] = (), home: str | None = None,
                resume: bool = False, show_progress: bool = False) -> dict[str, Any]:
     """Train `algo` on a fresh snapshot; {checkpoint_id, path, snapshot_id, metrics, run_id, run_dir}.

@@ -6,7 +6,10 @@ import traceback
 import weakref
 from pathlib import Path
 
-from tasks.common.settings import PROJECT_ROOT, SHIPPED_ROOT, WAREHOUSE_SQL, release_frames, shipped_root
+import pytest
+
+from tasks.common.settings import (PROJECT_ROOT, SHIPPED_ROOT, WAREHOUSE_SQL, release_failed_run, release_frames,
+                                   shipped_root)
 
 
 def test_a_checkout_reads_its_own_files():
@@ -52,3 +55,17 @@ def test_release_frames_frees_what_the_failed_frames_held():
     assert watched[0]() is None
     shown = "".join(traceback.format_exception(error))  # `-v` still prints the whole traceback
     assert "fail_holding_a_connection" in shown and "the error for the person" in shown
+
+
+def test_a_failed_flow_lets_go_of_its_frames(prefect_harness):
+    from prefect import flow
+
+    watched: list[weakref.ref] = []
+
+    @flow(on_failure=[release_failed_run])
+    def failing() -> None:
+        fail_with_a_cause(watched)
+
+    with pytest.raises(ValueError, match="the error for the person") as raised:
+        failing()
+    assert raised.value.__cause__ is not None and watched[0]() is None

@@ -48,6 +48,12 @@ def release_frames(exc: BaseException | None) -> None:
         pending += [current.__cause__, current.__context__]
 
 
+def release_failed_run(flow, flow_run, state) -> None:
+    """Every flow's on_failure hook: the failed run's exception, which Prefect keeps,
+    lets go of what its frames held (see release_frames)."""
+    release_frames(state.result(raise_on_failure=False))
+
+
 def thumbs_home(home: str | os.PathLike | None = None) -> Path:
     """THUMBS_HOME: `--home`, else $THUMBS_HOME, else ./.thumbs. Created on demand."""
     chosen = Path(home or os.environ.get("THUMBS_HOME") or ".thumbs").expanduser().resolve()
