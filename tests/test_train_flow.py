@@ -16,6 +16,13 @@ from tasks.common.settings import ThumbsError
 from tasks.warehouse.connection import connect
 
 
+def rows(home: Path, sql: str, params: dict | None = None) -> list[tuple]:
+    """A query on the warehouse, its connection kept out of the test's frame: the failed
+    run's traceback, which Prefect keeps to the end of the session, holds that frame."""
+    with connect(home) as con:
+        return con.execute(sql, params or {}).fetchall()
+
+
 def events(home: Path) -> list[dict]:
     return [json.loads(line) for line in (home / "lineage" / "openlineage.jsonl").read_text().splitlines()]
 
@@ -42,11 +49,9 @@ def test_train_flow_end_to_end(prefect_harness, home, tiny_llama_dir):
     assert manifest["metrics"] == result["metrics"] and result["metrics"]["steps"] == 2
     assert (Path(result["run_dir"]) / "metrics.jsonl").read_text().count("\n") == 2
 
-    with connect(home) as con:
-        runs = dict(con.execute("SELECT status, count(*) FROM lineage_runs WHERE flow = 'train' GROUP BY 1").fetchall())
-        checkpoint = con.execute("SELECT checkpoint_id, run_id, snapshot_id, path FROM checkpoints").fetchall()
-        snapshot_kind = con.execute("SELECT kind FROM snapshots WHERE snapshot_id = $id",
-                                    {"id": result["snapshot_id"]}).fetchone()
+    runs = dict(rows(home, "SELECT status, count(*) FROM lineage_runs WHERE flow = 'train' GROUP BY 1"))
+    checkpoint = rows(home, "SELECT checkpoint_id, run_id, snapshot_id, path FROM checkpoints")
+    snapshot_kind = rows(home, "SELECT kind FROM snapshots WHERE snapshot_id = $id", {"id": result["snapshot_id"]})[0]
     assert runs == {"failed": 1, "completed": 1}
     assert checkpoint == [(result["checkpoint_id"], result["run_id"], result["snapshot_id"], str(path))]
     assert snapshot_kind == ("pairs",)
