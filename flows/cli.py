@@ -131,9 +131,9 @@ def cmd_nightly(args: argparse.Namespace) -> int:
 
 
 def _print_nightly(report, home) -> None:
-    from tasks.common.settings import thumbs_home
+    from tasks.common.home import Home
 
-    home = thumbs_home(home)
+    home = Home.of(home)
     print(f"new data: {len(report.files_loaded)} file(s), {report.rows_loaded} rows loaded, "
           f"{report.rows_quarantined} quarantined; {report.files_skipped} file(s) already seen")
     if report.skipped_training:
@@ -149,8 +149,8 @@ def _print_nightly(report, home) -> None:
                       for k, v in sorted(metrics.items())])
         print(f"{'PROMOTED to champion' if report.promoted else 'NOT promoted'}: {report.decision}")
         print(f"checkpoint: {report.checkpoint_path}")
-    print(f"champion:   {home / 'checkpoints' / 'champion'} (loads with from_pretrained)")
-    print(f"warehouse:  {home / 'warehouse.duckdb'} (analysts: thumbs query \"select * from label_balance\")")
+    print(f"champion:   {home.champion} (loads with from_pretrained)")
+    print(f"warehouse:  {home.warehouse} (analysts: thumbs query \"select * from label_balance\")")
     print(f"plots:      {', '.join(report.plots) or '—'}")
     print("runs:       thumbs runs; thumbs lineage <checkpoint>; the Prefect UI (prefect server start) shows "
           "each run's report artifact")

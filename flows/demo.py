@@ -2,8 +2,9 @@
 real SmolLM2-135M-Instruct, sized to finish in minutes on a 2-core CPU."""
 from __future__ import annotations
 
-from flows.nightly import NightlyReport, nightly_flow
+from flows.nightly import nightly_flow
 from tasks.common.settings import SHIPPED_ROOT
+from tasks.lineage.nightly_report import NightlyReport
 
 DEMO_SOURCES = SHIPPED_ROOT / "examples" / "sources.yaml"
 

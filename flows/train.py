@@ -1,146 +1,16 @@
-"""The `train` flow: snapshot → train (in its own process) → record.
-
-The warehouse is opened only briefly, to freeze a snapshot and later to record
-the checkpoint: training reads the snapshot's Parquet files and never holds the
-warehouse lock, so ingest and analysts carry on meanwhile. Training runs in a
-child process (`python -m tasks.train.trainer`), the unit a GPU worker picks up; its
-progress comes back as JSON lines on stdout, its log goes to runs/<id>/trainer.log.
-"""
+"""The `train` flow: snapshot → train (in its own process) → record (tasks/train/tasks.py)."""
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Sequence
 
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow
 
-from tasks.common.retrying import IO_RETRIES
-from schemas.config import load_config
-from schemas.train import TrainConfig
-from tasks.train import checkpoints as ckpt
-from tasks.lineage.runs import emit_event, failure_recorded, finish_run, new_run_id, start_run
-from tasks.train.losses import LOSSES
-from tasks.common.progress import enabled
-from tasks.warehouse.publish import publish
-from tasks.common.settings import PROJECT_ROOT, ThumbsError, release_failed_run, thumbs_home
-from tasks.train.snapshots import Snapshot, create_snapshot
-from tasks.train.trainer import PROTOCOL
-from tasks.warehouse.connection import connect
-
-JOB = "train"
-
-
-def train_config(algo: str, config_path: str | None, overrides: Sequence[str]) -> TrainConfig:
-    """The config file and overrides, with `algo` from the command line; a file or override
-    naming another algorithm is a mistake worth stopping for."""
-    config = load_config(TrainConfig, config_path, [*overrides, f"algo={algo}"])
-    named = load_config(TrainConfig, config_path, overrides)
-    if "algo" in named.model_fields_set and named.algo != algo:
-        raise ThumbsError(f"--algo {algo} disagrees with algo={named.algo} in the config or overrides")
-    return config
-
-
-@task(name="snapshot", cache_policy=NO_CACHE, **IO_RETRIES)
-def snapshot_task(config: TrainConfig, run_id: str, home: str) -> Snapshot:
-    kind = "pairs" if LOSSES[config.algo].batch == "paired" else "feedback"
-    with connect(home) as con:
-        return create_snapshot(con, kind, sources=config.sources, one_per_prompt=config.one_per_prompt,
-                               run_id=run_id, home=home)
-
-
-def _child_error(events: list[dict], log_file: Path, returncode: int) -> str:
-    for event in reversed(events):
-        if event.get("event") == "error":
-            return event["message"]
-    if returncode < 0:
-        return f"the trainer was killed (signal {-returncode}); run again with resume to continue"
-    lines = [ln.strip() for ln in log_file.read_text(errors="replace").splitlines() if ln.strip()]
-    return f"the trainer failed: {lines[-1] if lines else f'exit status {returncode}'} (log: {log_file})"
-
-
-@task(name="train", cache_policy=NO_CACHE)
-def train_task(config: TrainConfig, snapshot: Snapshot, run_dir: Path, run_id: str, home: str, resume: bool,
-               on_event: Callable[[dict], None] | None = None) -> dict[str, Any]:
-    """Run tasks.train.trainer in a child process, relaying its progress; its result, or a ThumbsError."""
-    logger = get_run_logger()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config_file = run_dir / "config.json"
-    config_file.write_text(json.dumps(config.model_dump(), indent=1) + "\n")
-    command = [sys.executable, "-m", "tasks.train.trainer", "--config", str(config_file), "--snapshot",
-               str(snapshot.path), "--run-dir", str(run_dir), "--run-id", run_id, "--home", home]
-    if resume:
-        command.append("--resume")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
-    log_file = run_dir / "trainer.log"
-    events: list[dict] = []
-    every = max(1, config.steps // 20)
-    with open(log_file, "ab") as log:
-        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, cwd=PROJECT_ROOT, env=env, text=True)
-        assert child.stdout is not None
-        for line in child.stdout:
-            if not line.startswith(PROTOCOL):
-                log.write(line.encode())  # stray prints of libraries: kept in the log
-                continue
-            event = json.loads(line[len(PROTOCOL):])
-            events.append(event)
-            if on_event:
-                on_event(event)
-            if event.get("event") == "step" and (event["step"] % every == 0 or event["step"] == config.steps):
-                logger.info("step %d/%d loss %.4f reward_accuracy %s %.2f samples/s", event["step"], config.steps,
-                            event["loss"], event.get("reward_accuracy", "-"), event["samples_per_s"])
-        returncode = child.wait()
-    if returncode != 0:
-        raise ThumbsError(_child_error(events, log_file, returncode))
-    done = [e for e in events if e.get("event") == "done"]
-    if not done or not done[-1].get("finished"):
-        raise ThumbsError(f"the trainer stopped without a checkpoint (log: {log_file})")
-    return done[-1]
-
-
-@task(name="record", cache_policy=NO_CACHE)
-def record_task(result: dict[str, Any], run_id: str, home: str) -> dict[str, Any]:
-    """The checkpoint row and the finished lineage run, then a fresh analysts' copy."""
-    manifest = ckpt.read_manifest(result["path"])
-    with connect(home) as con:
-        ckpt.record_checkpoint(con, manifest, Path(result["path"]), run_id)
-        finish_run(con, run_id, "completed")
-        publish(con, home)
-    return manifest
-
-
-@contextmanager
-def progress_bar(show: bool, total_hint: int) -> Iterator[Callable[[dict], None] | None]:
-    """A terminal bar with loss, reward accuracy and samples/s; None when not interactive."""
-    if not enabled(show):
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-               TextColumn("{task.fields[stats]}"))
-    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
-        reference = bar.add_task("reference", total=None, stats="", visible=False)
-        training = bar.add_task("train", total=total_hint, stats="")
-
-        def on_event(event: dict) -> None:
-            kind = event.get("event")
-            if kind == "reference":
-                bar.update(reference, visible=True, total=event["total"], completed=event["done"],
-                           stats="reference log-probs")
-            elif kind == "start":
-                bar.update(training, total=event["steps"], completed=event["step"])
-            elif kind == "step":
-                accuracy = event.get("reward_accuracy")
-                stats = f"loss {event['loss']:.4f}" + (f"  acc {accuracy:.2f}" if accuracy is not None else "")
-                bar.update(training, completed=event["step"], stats=f"{stats}  {event['samples_per_s']:.1f} samples/s")
-
-        yield on_event
+from tasks.common.home import Home
+from tasks.common.settings import release_failed_run
+from tasks.lineage.lifecycle import run_lifecycle
+from tasks.train.checkpoints import checkpoint_dataset, snapshot_dataset
+from tasks.train.tasks import progress_bar, record_task, run_directory, snapshot_task, train_config, train_task
 
 
 @flow(name="train", on_failure=[release_failed_run])
@@ -152,25 +22,15 @@ def train_flow(algo: str, config_path: str | None = None, overrides: Sequence[st
     (from its last saved state) instead of starting over.
     """
     config = train_config(algo, config_path, list(overrides))
-    home = str(thumbs_home(home))  # absolute: the child process runs elsewhere
-    run_id = new_run_id()
-    with connect(home) as con:
-        start_run(con, JOB, config.model_dump(), run_id)
-    inputs: list[dict] = []
-    with failure_recorded(run_id, JOB, inputs, home):
-        snapshot = snapshot_task(config, run_id, home)
-        inputs.append(ckpt.snapshot_dataset(snapshot))
-        emit_event("START", run_id, JOB, inputs=inputs, home=home, facets={"config": config.model_dump()})
-        run_dir = None
-        if resume:
-            run_dir = ckpt.find_resumable(ckpt.run_fingerprint(config, snapshot.snapshot_id), home)
-            if run_dir is None:
-                get_run_logger().info("no interrupted run with this config and snapshot: starting a new one")
-        run_dir = run_dir or ckpt.runs_dir(home) / run_id
+    home = Home.of(home)
+    with run_lifecycle("train", config.model_dump(), home, lineage_events=True) as run:
+        snapshot = snapshot_task(config, run.run_id, home)
+        run.inputs.append(snapshot_dataset(snapshot))
+        run.announce(config=config.model_dump())
+        run_dir = run_directory(config, snapshot, run.run_id, home, resume)
         with progress_bar(show_progress, config.steps) as on_event:
-            result = train_task(config, snapshot, run_dir, run_id, home, resume, on_event)
-        manifest = record_task(result, run_id, home)
-    emit_event("COMPLETE", run_id, JOB, inputs=inputs,
-               outputs=[ckpt.checkpoint_dataset(manifest, Path(result["path"]))], home=home)
+            result = train_task(config, snapshot, run_dir, run.run_id, home, resume, on_event)
+        manifest = record_task(result, run.run_id, home)
+        run.outputs.append(checkpoint_dataset(manifest, Path(result["path"])))
     return {"checkpoint_id": result["checkpoint_id"], "path": result["path"], "snapshot_id": snapshot.snapshot_id,
-            "metrics": result["metrics"], "run_id": run_id, "run_dir": result["run_dir"]}
+            "metrics": result["metrics"], "run_id": run.run_id, "run_dir": result["run_dir"]}

@@ -9,17 +9,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from tasks.common.settings import ThumbsError, thumbs_home
+from tasks.common.home import Home, HomeLike
+from tasks.common.settings import ThumbsError
 
 
 @contextmanager
-def exclusive_run(name: str, home: str | Path | None = None) -> Iterator[Path]:
+def exclusive_run(name: str, home: HomeLike = None) -> Iterator[Path]:
     """Hold THUMBS_HOME/<name>.lock for the block, or refuse at once naming the holder.
 
     flock is released by the kernel when the holder dies, so a killed run never
     leaves a stale lock behind.
     """
-    path = thumbs_home(home) / f"{name}.lock"
+    path = Home.of(home).lock(name)
     handle = open(path, "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

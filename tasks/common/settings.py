@@ -1,7 +1,6 @@
 """Where thumbs keeps its state, and where the project's own files live."""
 from __future__ import annotations
 
-import os
 import subprocess
 import traceback
 from functools import lru_cache
@@ -52,16 +51,6 @@ def release_failed_run(flow, flow_run, state) -> None:
     """Every flow's on_failure hook: the failed run's exception, which Prefect keeps,
     lets go of what its frames held (see release_frames)."""
     release_frames(state.result(raise_on_failure=False))
-
-
-def thumbs_home(home: str | os.PathLike | None = None) -> Path:
-    """THUMBS_HOME: `--home`, else $THUMBS_HOME, else ./.thumbs. Created on demand."""
-    chosen = Path(home or os.environ.get("THUMBS_HOME") or ".thumbs").expanduser().resolve()
-    try:
-        chosen.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ThumbsError(f"{chosen}: cannot create THUMBS_HOME ({exc.strerror})") from exc
-    return chosen
 
 
 @lru_cache(maxsize=1)

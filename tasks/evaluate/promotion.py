@@ -17,11 +17,9 @@ from typing import Any
 import duckdb
 
 from schemas.nightly import GateConfig
-from tasks.common.settings import thumbs_home
+from tasks.common.files import replaced_file
+from tasks.common.home import Home, HomeLike
 from tasks.warehouse.connection import run_sql, transaction
-
-CHAMPION_ALIAS = "champion"
-
 
 @dataclass(frozen=True)
 class GateDecision:
@@ -68,6 +66,13 @@ def what_changed(champion_manifest: dict[str, Any], config: dict[str, Any], snap
     return changes
 
 
+def recorded_metrics_on(champion: dict[str, Any], eval_snapshot_id: str) -> dict[str, Any] | None:
+    """The champion's recorded eval metrics when they were measured on `eval_snapshot_id`;
+    None when it must be evaluated again to compare on the same eval pairs."""
+    recorded = champion["metrics"].get("eval", {})
+    return recorded if recorded.get("eval_snapshot_id") == eval_snapshot_id else None
+
+
 def current_champion(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
     row = run_sql(con, "statements/promotion/champion.sql").fetchall()
     if not row:
@@ -88,16 +93,13 @@ def record_decision(con: duckdb.DuckDBPyConnection, checkpoint_id: str, run_id: 
             run_sql(con, "statements/promotion/mark_promoted.sql", {"checkpoint_id": checkpoint_id})
 
 
-def point_champion_alias(checkpoint_path: str | Path, home: str | Path | None = None) -> Path:
+def point_champion_alias(checkpoint_path: str | Path, home: HomeLike = None) -> Path:
     """THUMBS_HOME/checkpoints/champion -> the checkpoint, replaced atomically.
 
     Serving code loads `from_pretrained(".../checkpoints/champion")` and never sees
     a half-switched alias: a new symlink is made beside the old and renamed over it.
     """
-    alias = thumbs_home(home) / "checkpoints" / CHAMPION_ALIAS
-    alias.parent.mkdir(parents=True, exist_ok=True)
-    fresh = alias.with_name(f".{CHAMPION_ALIAS}.{os.getpid()}")
-    fresh.unlink(missing_ok=True)
-    os.symlink(Path(checkpoint_path).resolve(), fresh)
-    os.replace(fresh, alias)
+    alias = Home.of(home).champion
+    with replaced_file(alias) as fresh:
+        os.symlink(Path(checkpoint_path).resolve(), fresh)
     return alias

@@ -9,15 +9,14 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from contextlib import contextmanager
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 import duckdb
 
-from tasks.common.settings import code_version, thumbs_home
-from tasks.warehouse.connection import connect, run_sql
+from tasks.common.home import Home, HomeLike
+from tasks.common.settings import code_version
+from tasks.warehouse.connection import run_sql
 
 NAMESPACE = "thumbs"
 PRODUCER = "https://github.com/thumbs-rlhf/thumbs"
@@ -64,7 +63,7 @@ def dataset(name: str, **facets: Any) -> dict[str, Any]:
 
 def emit_event(
     event_type: str, run_id: str, job: str, *, inputs: Iterable[dict] = (), outputs: Iterable[dict] = (),
-    home: str | Path | None = None, facets: dict[str, Any] | None = None,
+    home: HomeLike = None, facets: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Append one OpenLineage RunEvent to THUMBS_HOME/lineage/openlineage.jsonl."""
     event = {
@@ -77,7 +76,7 @@ def emit_event(
         "producer": PRODUCER,
         "schemaURL": SCHEMA_URL,
     }
-    path = thumbs_home(home) / "lineage" / "openlineage.jsonl"
+    path = Home.of(home).openlineage
     path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(event, default=str) + "\n"
     # One write() of one line in append mode: concurrent writers never interleave within a line.
@@ -87,17 +86,3 @@ def emit_event(
     finally:
         os.close(fd)
     return event
-
-
-@contextmanager
-def failure_recorded(run_id: str, job: str, inputs: list[dict], home: str | Path | None) -> Iterator[None]:
-    """Whatever stops the block (an error, Ctrl-C) marks the run failed and emits a FAIL
-    event with the inputs known by then (the block may append to `inputs`), then goes on."""
-    try:
-        yield
-    except BaseException as exc:
-        with connect(home) as con:
-            finish_run(con, run_id, "failed")
-        emit_event("FAIL", run_id, job, inputs=inputs, home=home,
-                   facets={"errorMessage": {"message": str(exc), "programmingLanguage": "python"}})
-        raise

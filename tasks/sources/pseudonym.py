@@ -18,10 +18,10 @@ import os
 import secrets
 from pathlib import Path
 
-from tasks.common.settings import ThumbsError, thumbs_home
+from tasks.common.home import Home
+from tasks.common.settings import ThumbsError
 
 KEY_ENV = "THUMBS_PSEUDONYM_KEY"
-KEY_FILE = Path("secrets") / "pseudonym.key"
 KEY_BYTES = 32
 MIN_KEY_BYTES = 16  # below this an HMAC key can be brute-forced
 PREFIX = "u_"
@@ -32,10 +32,6 @@ def pseudonymize(user_id: str, key: bytes) -> str:
     """'u_' + the first 32 hex characters of HMAC-SHA256(key, user_id)."""
     digest = hmac.new(key, user_id.encode("utf-8"), hashlib.sha256).hexdigest()
     return PREFIX + digest[:HEX_CHARS]
-
-
-def key_path(home: str | os.PathLike | None = None) -> Path:
-    return thumbs_home(home) / KEY_FILE
 
 
 def load_key(home: str | os.PathLike | None = None) -> bytes:
@@ -54,7 +50,7 @@ def load_key(home: str | os.PathLike | None = None) -> bytes:
                 "generate one with: python -c 'import secrets; print(secrets.token_hex(32))'"
             )
         return key
-    path = key_path(home)
+    path = Home.of(home).pseudonym_key
     try:
         if not path.exists():
             _create_key_file(path)
@@ -74,7 +70,8 @@ def _create_key_file(path: Path) -> None:
 
     Two runs may start at once on a fresh home: each writes a private temp file
     and hard-links it into place; link fails for the loser, which then reads the
-    winner's key, so both runs pseudonymize alike.
+    winner's key, so both runs pseudonymize alike. (Not tasks.common.files.replaced_file:
+    its rename would overwrite a key another run may already be using.)
     """
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(path.parent, 0o700)  # mkdir's mode is cut by the umask and ignored if the dir existed

@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import secrets
 import shutil
-import socket
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,9 @@ import torch
 
 from schemas.train import RUNTIME_FIELDS, TrainConfig
 from tasks.lineage.runs import dataset
-from tasks.common.settings import ThumbsError, thumbs_home
+from tasks.common.files import replaced_directory, replaced_file, write_json_atomically, writer_gone
+from tasks.common.home import Home, HomeLike
+from tasks.common.settings import ThumbsError
 from tasks.warehouse.connection import run_sql
 
 MANIFEST = "manifest.json"
@@ -51,77 +51,26 @@ def new_checkpoint_id(algo: str, now: datetime | None = None) -> str:
     return f"{algo}-{(now or utc_now()):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
 
 
-def checkpoints_dir(home: str | Path | None = None) -> Path:
-    return thumbs_home(home) / "checkpoints"
-
-
-def runs_dir(home: str | Path | None = None) -> Path:
-    return thumbs_home(home) / "runs"
-
-
-def _fsync_tree(root: Path) -> None:
-    for path in sorted(root.rglob("*")):
-        if path.is_file():
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
-    _fsync_dir(root)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _writer_tag() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
-
-
-def _abandoned(tag: str) -> bool:
-    """Whether the writer a scratch name was tagged with (_writer_tag) is gone. Only a
-    writer on this host can be checked; another host's scratch is left to that host."""
-    host, _, pid = tag.rpartition("-")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, another user's
-        return False
-    return False
-
-
-def remove_abandoned_scratch(home: str | Path | None = None) -> None:
+def remove_abandoned_scratch(home: HomeLike = None) -> None:
     """Checkpoint directories a killed writer left half-written (model-sized each).
     Other runs may be writing theirs right now: only a dead writer's are removed."""
-    root = checkpoints_dir(home)
+    root = Home.of(home).checkpoints
     for scratch in root.glob(".*.partial") if root.is_dir() else []:
         # .<checkpoint id>.<writer tag>.partial: the id has no dots, a host name may.
-        if _abandoned(scratch.name[1: -len(".partial")].partition(".")[2]):
+        if writer_gone(scratch.name[1: -len(".partial")].partition(".")[2]):
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def write_checkpoint(model, tokenizer, manifest: dict[str, Any], home: str | Path | None = None) -> Path:
+def write_checkpoint(model, tokenizer, manifest: dict[str, Any], home: HomeLike = None) -> Path:
     """Weights, tokenizer and manifest into checkpoints/<id>/, all or nothing."""
-    final = checkpoints_dir(home) / manifest["checkpoint_id"]
+    final = Home.of(home).checkpoints / manifest["checkpoint_id"]
     if final.exists():
         raise ThumbsError(f"{final}: a checkpoint with this id already exists")
     remove_abandoned_scratch(home)
-    scratch = final.with_name(f".{final.name}.{_writer_tag()}.partial")
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(parents=True)
-    try:
+    with replaced_directory(final) as scratch:
         model.save_pretrained(scratch, safe_serialization=True)
         tokenizer.save_pretrained(scratch)
         (scratch / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
-        _fsync_tree(scratch)  # the bytes are on disk before the name says "complete"
-        os.rename(scratch, final)
-        _fsync_dir(final.parent)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     return final
 
 
@@ -238,15 +187,8 @@ def save_state(run_dir: Path, state: dict[str, Any]) -> Path:
     # killed writer's: model-sized (weights and AdamW moments), not left to pile up.
     for stale in run_dir.glob(f".{STATE}.*.tmp"):
         stale.unlink(missing_ok=True)
-    tmp = run_dir / f".{STATE}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replaced_file(target) as scratch:
+        torch.save(state, scratch)
     return target
 
 
@@ -285,13 +227,13 @@ def _unrecorded_result(run_dir: Path) -> Path | None:
     return run_dir / RESULT if checkpoint and (Path(checkpoint) / MANIFEST).is_file() else None
 
 
-def finished_result(run_dir: Path, home: str | Path | None = None) -> dict[str, Any] | None:
+def finished_result(run_dir: Path, home: HomeLike = None) -> dict[str, Any] | None:
     """What a finished run returned: its result.json, or, when a kill landed between the
     checkpoint's rename and result.json, the result rebuilt from that checkpoint (so the
     run is not trained again beside a whole checkpoint nobody records)."""
     if (run_dir / RESULT).is_file():
         return json.loads((run_dir / RESULT).read_text())
-    root = checkpoints_dir(home)
+    root = Home.of(home).checkpoints
     for manifest_file in root.glob(f"*/{MANIFEST}") if root.is_dir() else []:
         try:
             manifest = json.loads(manifest_file.read_text())
@@ -306,12 +248,12 @@ def finished_result(run_dir: Path, home: str | Path | None = None) -> dict[str, 
     return None
 
 
-def find_resumable(fingerprint: str, home: str | Path | None = None) -> Path | None:
+def find_resumable(fingerprint: str, home: HomeLike = None) -> Path | None:
     """The most recent interrupted run directory with this fingerprint: one with a saved
     state and no result, or one whose checkpoint was written but never recorded (resuming
     it records that checkpoint rather than training again, see finished_result)."""
     candidates = []
-    root = runs_dir(home)
+    root = Home.of(home).runs
     for info_file in root.glob(f"*/{RUN_INFO}") if root.is_dir() else []:
         run_dir = info_file.parent
         try:
@@ -327,8 +269,3 @@ def find_resumable(fingerprint: str, home: str | Path | None = None) -> Path | N
             candidates.append((progress.stat().st_mtime, run_dir))
     return max(candidates)[1] if candidates else None
 
-
-def write_json_atomically(path: Path, payload: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=1, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)

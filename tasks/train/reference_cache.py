@@ -23,7 +23,6 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,9 @@ import torch
 from tasks.train.batching import Encoded, pack
 from tasks.train.logprobs import sequence_logps
 from tasks.train.models import autocast_context, load_policy, weights_sha256
-from tasks.common.settings import ThumbsError, thumbs_home
+from tasks.common.files import replaced_file
+from tasks.common.home import Home
+from tasks.common.settings import ThumbsError
 
 FORMAT_VERSION = 2  # 2: packed forwards with shared prompts (last float32 digits differ from 1)
 
@@ -75,10 +76,6 @@ def cache_key(*, reference_sha256: str, snapshot_id: str, max_length: int, token
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:20], material
 
 
-def cache_path(key: str, home: str | Path | None = None) -> Path:
-    return thumbs_home(home) / "cache" / "reference" / f"{key}.pt"
-
-
 def _read(path: Path, material: dict) -> dict[str, float]:
     if not path.exists():
         return {}
@@ -90,19 +87,6 @@ def _read(path: Path, material: dict) -> dict[str, float]:
     if stored.get("material") != material:
         return {}
     return dict(stored["logps"])
-
-
-def _write_atomically(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)  # readers see the old file or the new one, never half of one
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def plan_packs(sequences: Mapping[str, Encoded], batch_size: int) -> list[list[str]]:
@@ -169,12 +153,13 @@ def reference_logps(sequences: Mapping[str, Encoded], *, reference_dir: Path, ke
     Missing sequences are computed with the reference model (loaded only then),
     added to the cache file, and the file rewritten atomically.
     """
-    path = cache_path(key, home)
+    path = Home.of(home).reference_cache / f"{key}.pt"
     cached = _read(path, material)
     missing = {k: enc for k, enc in sequences.items() if k not in cached}
     if missing:
         cached.update(_compute(reference_dir, missing, device=device, batch_size=batch_size, on_batch=on_batch))
-        _write_atomically(path, {"material": material, "logps": cached})
+        with replaced_file(path) as scratch:  # readers see the old cache or the new one, never half of one
+            torch.save({"material": material, "logps": cached}, scratch)
     bad = [k for k in sequences if not torch.isfinite(torch.tensor(cached[k]))]
     if bad:
         raise ThumbsError(f"{reference_dir}: the reference model gives a non-finite log-prob for {len(bad)} "

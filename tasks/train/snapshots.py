@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from collections import Counter
 from dataclasses import dataclass
@@ -22,7 +21,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from tasks.common.settings import ThumbsError, thumbs_home
+from tasks.common.files import replaced_directory, writer_tag
+from tasks.common.home import Home, HomeLike
+from tasks.common.settings import ThumbsError
 from tasks.warehouse.connection import query_arrow, run_sql
 
 Kind = Literal["feedback", "pairs"]
@@ -71,7 +72,7 @@ def snapshot_id_of(rows: pa.Table, kind: Kind) -> str:
 
 def create_snapshot(
     con: duckdb.DuckDBPyConnection, kind: Kind, *, sources: Sequence[str] | None = None,
-    one_per_prompt: bool = False, run_id: str | None = None, home: str | Path | None = None,
+    one_per_prompt: bool = False, run_id: str | None = None, home: HomeLike = None,
 ) -> Snapshot:
     """Freeze the current rows of `feedback` (kind 'feedback') or `preference_pairs` ('pairs')."""
     params = {"sources": list(sources) if sources else None}
@@ -85,11 +86,11 @@ def create_snapshot(
             f"no {kind} rows to snapshot for sources {list(sources) if sources else 'all'}: "
             "run `thumbs ingest` and `thumbs binarize` first")
     snapshot_id = snapshot_id_of(rows, kind)
-    final = thumbs_home(home) / "snapshots" / snapshot_id
+    final = Home.of(home).snapshots / snapshot_id
     # `con` holds the warehouse's writer lock, so no other process is writing a snapshot:
     # another process's scratch directory here is a killed writer's, as large as its rows.
     for stale in final.parent.glob(".*.partial"):
-        if not stale.name.endswith(f".{os.getpid()}.partial"):
+        if not stale.name.endswith(f".{writer_tag()}.partial"):
             shutil.rmtree(stale, ignore_errors=True)
     if not (final / "snapshot.json").exists():
         _write(rows, kind, snapshot_id, final, one_per_prompt, sources)
@@ -107,10 +108,7 @@ def _write(rows: pa.Table, kind: Kind, snapshot_id: str, final: Path, one_per_pr
            sources: Sequence[str] | None) -> None:
     # Written into a scratch directory and renamed into place: a reader (or a
     # killed run) never sees a snapshot with some of its files.
-    scratch = final.with_name(f".{snapshot_id}.{os.getpid()}.partial")
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(parents=True)
-    try:
+    with replaced_directory(final) as scratch:
         files = {}
         for split in SPLITS:
             part = rows.filter(pc.equal(rows["split"], split))
@@ -121,13 +119,6 @@ def _write(rows: pa.Table, kind: Kind, snapshot_id: str, final: Path, one_per_pr
                     "created_at": datetime.now(timezone.utc).isoformat(),
                     "row_counts": _row_counts(rows, kind), "files": files}
         (scratch / "snapshot.json").write_text(json.dumps(manifest, indent=1))
-        try:
-            os.rename(scratch, final)
-        except OSError:
-            if not (final / "snapshot.json").exists():  # not another process winning the same race
-                raise
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def load_snapshot(path: str | Path) -> Snapshot:

@@ -17,16 +17,12 @@ from typing import Any, Iterator
 
 import duckdb
 
-from tasks.common.settings import WAREHOUSE_SQL, ThumbsError, first_line, thumbs_home
+from tasks.common.home import Home, HomeLike
+from tasks.common.settings import WAREHOUSE_SQL, ThumbsError, first_line
 
-WAREHOUSE_FILE = "warehouse.duckdb"
 # DuckDB's own default is 80% of RAM, and it keeps what it may: a 1M-pair ingest
 # and binarize reached 8 GB. Past the limit it spills to disk, a little slower.
 DEFAULT_MEMORY = "512MB"
-
-
-def warehouse_path(home: str | Path | None = None) -> Path:
-    return thumbs_home(home) / WAREHOUSE_FILE
 
 
 def read_sql(relative: str) -> str:
@@ -144,11 +140,11 @@ def migrate(con: duckdb.DuckDBPyConnection, until: str | None = None) -> list[st
 
 @contextmanager
 def connect(
-    home: str | Path | None = None, *, read_only: bool = False, wait_seconds: float = 600.0
+    home: HomeLike = None, *, read_only: bool = False, wait_seconds: float = 600.0
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A connection to THUMBS_HOME/warehouse.duckdb with the macros, migrated when
     writable (after the macros are defined, so a migration may call them)."""
-    path = warehouse_path(home)
+    path = Home.of(home).warehouse
     if read_only and not path.exists():
         raise ThumbsError(f"{path}: no warehouse yet; run `thumbs ingest` first")
     con = _open(path, read_only, wait_seconds)

@@ -8,13 +8,14 @@ for or blocks an ingest or a training run.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import duckdb
 
 from tasks.binarize.marts import create_views
-from tasks.common.settings import ThumbsError, thumbs_home
+from tasks.common.files import replaced_file
+from tasks.common.home import Home, HomeLike
+from tasks.common.settings import ThumbsError
 from tasks.warehouse.connection import run_sql
 
 PUBLISHED_TABLES = (
@@ -23,33 +24,26 @@ PUBLISHED_TABLES = (
 )
 
 
-def published_path(home: str | Path | None = None) -> Path:
-    return thumbs_home(home) / "published" / "warehouse.duckdb"
-
-
-def publish(con: duckdb.DuckDBPyConnection, home: str | Path | None = None) -> Path:
+def publish(con: duckdb.DuckDBPyConnection, home: HomeLike = None) -> Path:
     """Copy the analyst tables from `con` into a new read-only copy, swapped in atomically."""
-    target = published_path(home)
+    target = Home.of(home).published
     target.parent.mkdir(parents=True, exist_ok=True)
     # Publishing runs under the warehouse's writer lock, so any other scratch copy
-    # was left by a publish that was killed: remove it rather than keep a stale copy.
-    for stale in target.parent.glob(".warehouse.*.building.duckdb*"):
+    # (and its WAL) was left by a publish that was killed: remove it rather than keep a stale copy.
+    for stale in target.parent.glob(f".{target.name}.*"):
         stale.unlink(missing_ok=True)
-    scratch = target.with_name(f".warehouse.{os.getpid()}.building.duckdb")
     try:
-        copy = duckdb.connect(str(scratch))
-        try:
-            for table in PUBLISHED_TABLES:
-                copy.from_arrow(con.table(table).to_arrow_reader(65_536)).create(table)
-            create_views(copy)
-            run_sql(copy, "models/marts/feedback_one_per_prompt.sql")
-            copy.execute("CHECKPOINT")
-        finally:
-            copy.close()
-        os.replace(scratch, target)
+        with replaced_file(target) as scratch:
+            copy = duckdb.connect(str(scratch))
+            try:
+                for table in PUBLISHED_TABLES:
+                    copy.from_arrow(con.table(table).to_arrow_reader(65_536)).create(table)
+                create_views(copy)
+                run_sql(copy, "models/marts/feedback_one_per_prompt.sql")
+                copy.execute("CHECKPOINT")
+            finally:
+                copy.close()
+                scratch.with_name(scratch.name + ".wal").unlink(missing_ok=True)  # left only by a failed copy
     except OSError as exc:
         raise ThumbsError(f"{target}: cannot publish the analysts' copy ({exc.strerror or exc})") from exc
-    finally:
-        scratch.unlink(missing_ok=True)
-        scratch.with_name(scratch.name + ".wal").unlink(missing_ok=True)
     return target

@@ -5,12 +5,11 @@ import csv
 import io
 import json
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Iterator
 
 import duckdb
 
-from tasks.warehouse.publish import published_path
+from tasks.common.home import Home, HomeLike
 from tasks.common.settings import ThumbsError
 
 # Read-only file, no file system access (no COPY TO, ATTACH, read_csv of other
@@ -25,9 +24,9 @@ FORMATS = ("table", "csv", "json")
 
 
 @contextmanager
-def published_connection(home: str | Path | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+def published_connection(home: HomeLike = None) -> Iterator[duckdb.DuckDBPyConnection]:
     """A locked-down read-only connection to the analysts' copy."""
-    path = published_path(home)
+    path = Home.of(home).published
     if not path.exists():
         raise ThumbsError(f"{path}: nothing published yet; run `thumbs ingest` or `thumbs demo` first")
     try:
@@ -40,7 +39,7 @@ def published_connection(home: str | Path | None = None) -> Iterator[duckdb.Duck
         con.close()
 
 
-def run_query(sql: str, home: str | Path | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+def run_query(sql: str, home: HomeLike = None) -> tuple[list[str], list[tuple[Any, ...]]]:
     with published_connection(home) as con:
         return _fetch(con, sql)
 

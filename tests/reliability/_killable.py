@@ -98,15 +98,15 @@ def reported(ingest_file):
 
 
 def install_flows() -> None:
-    import flows.binarize
-    import flows.ingest
     import tasks.binarize.marts
+    import tasks.binarize.tasks
+    import tasks.ingest.tasks
 
-    flows.ingest.ingest_file = reported(flows.ingest.ingest_file)
+    tasks.ingest.tasks.ingest_file = reported(tasks.ingest.tasks.ingest_file)
 
     # binarize-model: the SQL models run inside binarize()'s transaction (publish
     # also runs view models through the same run_sql; those are not counted).
-    run_sql, binarize = tasks.binarize.marts.run_sql, flows.binarize.binarize
+    run_sql, binarize = tasks.binarize.marts.run_sql, tasks.binarize.tasks.binarize
     inside = []
 
     def reported_run_sql(*args, **kwargs):
@@ -123,15 +123,15 @@ def install_flows() -> None:
             inside.clear()
 
     tasks.binarize.marts.run_sql = reported_run_sql
-    flows.binarize.binarize = reported_binarize
+    tasks.binarize.tasks.binarize = reported_binarize
     report_renames()
 
 
 def install_training_flow() -> None:
-    import flows.train
     import pyarrow.parquet
     import tasks.train.checkpoints
     import tasks.train.snapshots
+    import tasks.train.tasks
 
     write_table = pyarrow.parquet.write_table
 
@@ -146,11 +146,11 @@ def install_training_flow() -> None:
                 "snapshot-record" if relative == "statements/snapshots/record_snapshot.sql" else None)
     wrap_before(tasks.train.checkpoints, "record_checkpoint", lambda *args, **kwargs: "checkpoint-record")
     # The trainer child runs through this file too, so its points can be reached.
-    flows.train.subprocess = TrainerThroughDriver()
+    tasks.train.tasks.subprocess = TrainerThroughDriver()
 
 
 class TrainerThroughDriver:
-    """flows.train's `subprocess` module, except that `python -m tasks.train.trainer ARGS`
+    """tasks.train.tasks's `subprocess` module, except that `python -m tasks.train.trainer ARGS`
     becomes `python _killable.py --trainer ARGS`."""
 
     def __getattr__(self, name):

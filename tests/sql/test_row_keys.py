@@ -13,7 +13,8 @@ import pytest
 
 from tasks.ingest.load import ingest_file, row_key
 from tasks.sources import bind_source, hh, oasst
-from tasks.warehouse.connection import connect, migrate, warehouse_path
+from tasks.common.home import Home
+from tasks.warehouse.connection import connect, migrate
 from .staging import staged_rows
 
 DEMO = Path(__file__).resolve().parents[2] / "demo_data"
@@ -37,7 +38,7 @@ def test_the_loader_and_the_migration_compute_the_same_key(identity):
 
 
 def test_rows_loaded_before_the_migration_are_duplicates_after_it(home):
-    con = duckdb.connect(str(warehouse_path(home)))
+    con = duckdb.connect(str(Home.of(home).warehouse))
     migrate(con, until="004_cheaper_ids")
     assert con.execute("SELECT data_type FROM information_schema.columns WHERE table_name = 'stg_hh__pairs'"
                        " AND column_name = 'row_key'").fetchall() == [("VARCHAR",)]
