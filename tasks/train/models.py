@@ -143,7 +143,9 @@ def _build_preset(name: str, cache_dir: Path) -> Path:
     with _exclusive(cache_dir / f".{name}.lock"):
         if (target / "config.json").is_file():  # another process built it while we waited
             return target
-        # Leftovers of a killed build: safe to remove, we hold the lock.
+        # Leftovers of a killed build: safe to remove, we hold the lock. (Not
+        # tasks.common.files.replaced_directory: this cache is shared by every THUMBS_HOME
+        # and outlives upgrades, and its leftovers are found by this `.tmp-` naming.)
         for stale in cache_dir.glob(f".{name}.tmp-*"):
             shutil.rmtree(stale, ignore_errors=True)
         tmp = cache_dir / f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
