@@ -21,6 +21,7 @@ from tasks.common.files import replaced_file
 from tasks.common.home import Home, HomeLike
 from tasks.warehouse.connection import run_sql, transaction
 
+
 @dataclass(frozen=True)
 class GateDecision:
     passed: bool
