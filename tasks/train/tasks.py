@@ -29,7 +29,7 @@ from tasks.common.progress import enabled
 from tasks.common.retrying import IO_RETRIES
 from tasks.common.settings import PROJECT_ROOT, ThumbsError
 from tasks.train import checkpoints as ckpt
-from tasks.train.losses import LOSSES
+from tasks.train.algorithms import LOSSES
 from tasks.train.snapshots import Snapshot, create_snapshot
 from tasks.train.trainer import PROTOCOL
 from tasks.warehouse.connection import connect, run_sql
