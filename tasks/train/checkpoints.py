@@ -94,7 +94,7 @@ def build_manifest(*, checkpoint_id: str, run_id: str, config: TrainConfig, hype
                    base_model: dict[str, Any], reference_model: dict[str, Any] | None, snapshot,
                    rows_trained: int, code_version: str, metrics: dict[str, Any], training: dict[str, Any],
                    parent_checkpoint: str | None) -> dict[str, Any]:
-    """The manifest (design.md, Checkpoint): flat keys a script can read without a schema."""
+    """The manifest (docs/contract.md, Checkpoint): flat keys a script can read without a schema."""
     return {
         "manifest_version": 1,
         "checkpoint_id": checkpoint_id,

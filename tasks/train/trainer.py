@@ -5,7 +5,7 @@ and the loss (tasks/train/objective.py), policy, optimizer and resumed state
 then the checkpoint. Algorithms differ only in which sequences a batch holds
 (tasks/train/data.py) and which loss LOSSES[algo] is called with.
 
-Run in its own process by flows/train.py: `python -m tasks.train.trainer --config ...`
+Run in its own process by tasks/train/tasks.py (train_task): `python -m tasks.train.trainer --config ...`
 prints one JSON line per event (prefixed PROTOCOL) on stdout; see `main`.
 """
 from __future__ import annotations
@@ -227,7 +227,7 @@ def write_checkpoint(run: Run, state: TrainingState, objective: Objective, data:
     return result
 
 
-# --- the process entry point (flows/train.py runs this) ----------------------------------
+# --- the process entry point (tasks/train/tasks.py runs this) ----------------------------------
 
 def _say(event: dict[str, Any]) -> None:
     sys.stdout.write(PROTOCOL + json.dumps(event, default=str) + "\n")

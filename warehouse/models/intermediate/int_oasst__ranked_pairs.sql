@@ -5,8 +5,8 @@
 -- Columns: parent_id, prompt, chosen_id, chosen, rejected_id, rejected, against_worst
 -- (the beaten reply has the worst usable rank), batch_id.
 --
--- One pair per (best reply, beaten reply) of a prompter message (design.md: "best vs
--- each lower-ranked reply"); rank 0 is best (SOURCES.md 2a). The prompt is the
+-- One pair per (best reply, beaten reply) of a prompter message (docs/contract.md,
+-- Binarization: "best vs each lower-ranked reply"); rank 0 is best (docs/data-quirks.md, OASST). The prompt is the
 -- conversation from the root down to and including the parent prompter message.
 --
 -- Which messages count ("usable"), and why. An excluded message takes its whole

@@ -1,7 +1,7 @@
 -- int_oasst__ratings: OASST ranked sibling replies -> thumbs (one row per rated reply).
 --
 -- Parameter: $thumbs_rule VARCHAR:
---   'best_worst' (design.md default): the best reply is thumbs up, the worst is
+--   'best_worst' (the default, docs/contract.md): the best reply is thumbs up, the worst is
 --       thumbs down, middle ranks are not rated (their label is ambiguous);
 --   'best_rest': the best reply is thumbs up, every lower-ranked reply is down.
 --   Any other value raises an error rather than silently rating nothing.
