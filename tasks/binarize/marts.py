@@ -43,7 +43,6 @@ def model_params(config: BinarizeConfig) -> dict[str, object]:
     return {
         "include_synthetic": config.oasst_include_synthetic,
         "thumbs_rule": config.oasst_thumbs,
-        "shp_min_score_ratio": config.shp_min_score_ratio,
         "eval_fraction": config.eval_fraction,
         "pair_models": source_models("pairs"),
         "vote_models": source_models("votes"),
