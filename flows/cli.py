@@ -132,10 +132,13 @@ def cmd_nightly(args: argparse.Namespace) -> int:
 
 def _print_nightly(report, home) -> None:
     from tasks.common.home import Home
+    from tasks.lineage.nightly_report import unmatched_warnings
 
     home = Home.of(home)
     print(f"new data: {len(report.files_loaded)} file(s), {report.rows_loaded} rows loaded, "
           f"{report.rows_quarantined} quarantined; {report.files_skipped} file(s) already seen")
+    for warning in unmatched_warnings(report):
+        print(f"warning: {warning.replace('`', '')}")
     if report.skipped_training:
         print(f"training skipped: {report.skipped_training}")
     if report.training_reason:

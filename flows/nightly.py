@@ -19,6 +19,7 @@ from tasks.common.home import Home
 from tasks.common.settings import ThumbsError, first_line, release_failed_run
 from tasks.evaluate.promotion import recorded_metrics_on
 from tasks.evaluate.tasks import champion_task, promote_task, training_reason_task
+from tasks.ingest.tasks import watched_files
 from tasks.lineage.lifecycle import run_lifecycle
 from tasks.lineage.nightly_report import NightlyReport, report_nightly
 from tasks.train.tasks import snapshot_task, train_config, train_on_deployment
@@ -38,8 +39,12 @@ def nightly_flow(sources_file: str, algo: str = "kto", config_path: str | None =
         report, step = NightlyReport(run_id=run.run_id), "ingest"
         try:
             for watched in sources.sources:
-                report.count_ingested(ingest_flow(watched.source, watched.paths, mapping=watched.mapping,
-                                                  home=str(home), show_progress=show_progress))
+                files, unmatched = watched_files(watched.paths)
+                report.unmatched_patterns += unmatched
+                if files:
+                    report.count_ingested(ingest_flow(watched.source, [str(f) for f in files],
+                                                      mapping=watched.mapping, home=str(home),
+                                                      show_progress=show_progress))
             step = "binarize"
             binarize_flow(sources.binarize, home=str(home))
             step = "snapshot"

@@ -102,10 +102,30 @@ def test_checkpoint_failing_the_gate_is_kept_not_promoted(watched, home, prefect
 
 
 def test_failure_names_the_step_and_leaves_champion_alone(watched, home, prefect_harness, model_cache):
-    (watched / "sources.yaml").write_text((watched / "sources.yaml").read_text().replace("hh/*.jsonl", "nowhere/*.jsonl"))
-    with pytest.raises(ThumbsError, match=r"failed at step 'ingest': .*nowhere/\*\.jsonl: no file matches"):
+    # A log file without the mapped columns fails whole, so the ingest step fails.
+    (watched / "logs" / "day-0.jsonl").write_text(json.dumps({"text": "no mapped columns here"}) + "\n")
+    with pytest.raises(ThumbsError, match=r"failed at step 'ingest': .*day-0\.jsonl: row 1: missing column 'id'"):
         run(watched, home)
     assert query(home, "select status from lineage_runs where flow = 'nightly'") == [("failed",)]
+    assert not (home / "checkpoints" / "champion").exists()
+
+
+def test_watched_pattern_matching_nothing_is_a_warning(watched, home, prefect_harness, model_cache, capsys):
+    """A folder waiting for its first export is the normal state, not a failure: the
+    other sources still run and the summary says which pattern found nothing."""
+    from flows.cli import _print_nightly
+    from tasks.lineage.nightly_report import nightly_markdown
+
+    sources = watched / "sources.yaml"
+    sources.write_text(sources.read_text().replace("logs/*.jsonl", "nowhere/*.jsonl"))
+    report = run(watched, home)
+    assert report.failed_step is None and report.trained
+    assert report.unmatched_patterns == [str(watched / "nowhere/*.jsonl")]
+    assert report.files_loaded == [str(watched / "hh" / "part-1.jsonl")]
+    assert query(home, "select distinct source from ingest_runs") == [("hh",)]
+    assert f"warning: `{watched / 'nowhere/*.jsonl'}` matches no file yet" in nightly_markdown(report)
+    _print_nightly(report, str(home))
+    assert f"warning: {watched / 'nowhere/*.jsonl'} matches no file yet" in capsys.readouterr().out
 
 
 def test_second_nightly_at_once_refuses(watched, home):

@@ -23,14 +23,24 @@ from tasks.warehouse.connection import connect
 
 
 def expand_paths(paths: list[str]) -> list[Path]:
-    """Globs expanded (for schedulers that pass patterns), order kept, repeats dropped."""
-    found: list[Path] = []
-    for pattern in paths:
-        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
-        if not matches:
-            raise ThumbsError(f"{pattern}: no file matches this pattern")
-        found += [Path(m) for m in matches if Path(m) not in found]
-    return found
+    """Globs expanded (for schedulers that pass patterns), order kept, repeats dropped.
+    A glob that matches nothing is an error (the user named files that are not there);
+    a plain path is kept as given, so a missing file fails its ingest naming the file."""
+    unmatched = [p for p in paths if glob.has_magic(p) and not glob.glob(p)]
+    if unmatched:
+        raise ThumbsError(f"{unmatched[0]}: no file matches this pattern")
+    return _unique(Path(m) for p in paths for m in (sorted(glob.glob(p)) if glob.has_magic(p) else [p]))
+
+
+def watched_files(paths: list[str]) -> tuple[list[Path], list[str]]:
+    """For a nightly run: (the files the watched patterns match now, each once; the patterns
+    that match none). A folder waiting for its first export is normal, not an error."""
+    matches = {p: sorted(glob.glob(p)) if glob.has_magic(p) else [p] * Path(p).is_file() for p in paths}
+    return _unique(Path(m) for found in matches.values() for m in found), [p for p, m in matches.items() if not m]
+
+
+def _unique(paths) -> list[Path]:
+    return list(dict.fromkeys(paths))
 
 
 @task(name="ingest-file", task_run_name="ingest {source} {path.name}", **IO_RETRIES)

@@ -16,6 +16,7 @@ class NightlyReport:
     run_id: str
     files_loaded: list[str] = field(default_factory=list)
     files_skipped: int = 0
+    unmatched_patterns: list[str] = field(default_factory=list)  # watched, but no file there yet
     rows_loaded: int = 0
     rows_quarantined: int = 0
     snapshot_id: str | None = None
@@ -43,6 +44,11 @@ class NightlyReport:
                 self.files_skipped += 1
 
 
+def unmatched_warnings(report: NightlyReport) -> list[str]:
+    return [f"`{pattern}` matches no file yet; its source was skipped this run"
+            for pattern in report.unmatched_patterns]
+
+
 def nightly_markdown(report: NightlyReport) -> str:
     lines = [f"# nightly run `{report.run_id}`"]
     if report.failed_step:
@@ -52,6 +58,7 @@ def nightly_markdown(report: NightlyReport) -> str:
     lines.append(f"{len(report.files_loaded)} new file(s), {report.rows_loaded} rows loaded, "
                  f"{report.rows_quarantined} quarantined; {report.files_skipped} file(s) already seen.")
     lines += [f"- `{f}`" for f in report.files_loaded]
+    lines += [f"- warning: {warning}" for warning in unmatched_warnings(report)]
     lines.append("## training")
     if report.skipped_training:
         lines.append(f"skipped: {report.skipped_training}")
