@@ -36,12 +36,13 @@ def _quiet_prefect(verbose: bool) -> None:
 def _print_table(title: str, header: list[str], rows: list[list[object]]) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=title, title_justify="left")
     for i, name in enumerate(header):
         table.add_column(name, justify="right" if i and all(isinstance(r[i], int) for r in rows) else "left")
-    for row in rows:
-        table.add_row(*[str(v) for v in row])
+    for row in rows:  # as Text: cells hold user data, and rich reads "[name=x]" as markup
+        table.add_row(*[Text(str(v)) for v in row])
     Console().print(table)
 
 

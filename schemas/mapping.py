@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
 
 from tasks.common.settings import ThumbsError
+from tasks.sources.record_path import is_path, parse_path
 
 # Quote what the author wrote, but briefly: a YAML alias bomb expands to gigabytes.
 _SHORT = reprlib.Repr()
@@ -53,6 +54,17 @@ class Columns(BaseModel):
     completion_a: Optional[ColumnName] = None
     completion_b: Optional[ColumnName] = None
     winner: Optional[ColumnName] = None
+
+    @field_validator("*")
+    @classmethod
+    def _paths_parse(cls, column: Optional[str], info) -> Optional[str]:
+        # `$.a.b` reaches into nested records (tasks/sources/record_path.py). The user id
+        # stays a plain column: it is pseudonymized in place before the record is stored.
+        if column is not None and is_path(column):
+            if info.field_name == "user_id":
+                raise ValueError("columns.user_id must be a top-level column, not a path")
+            parse_path(column)
+        return column
 
 
 class RatingRule(BaseModel):
@@ -130,9 +142,11 @@ class Mapping(BaseModel):
 
 
 def required_columns(mapping: Mapping) -> list[str]:
-    """The file columns the mapping names, each once, in mapping order: all must exist."""
+    """The file columns the mapping names (a path's first step), each once, in mapping
+    order: all must exist."""
     named = (getattr(mapping.columns, field) for field in Columns.model_fields)
-    return list(dict.fromkeys(column for column in named if column is not None))
+    return list(dict.fromkeys(parse_path(column).top_level if is_path(column) else column
+                              for column in named if column is not None))
 
 
 def check_columns(mapping: Mapping, present: Iterable[str], file: str | Path) -> None:

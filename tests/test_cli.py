@@ -189,3 +189,14 @@ def test_query_before_anything_is_published(home, capsys):
 ])
 def test_metrics_print_counts_as_integers(value, shown):
     assert format_metric(value) == shown
+
+
+def test_tables_print_user_data_literally(capsys):
+    """Quarantine reasons and file names are user data: rich must not read "[name=x]"
+    or "[bold]" in them as markup (a Langfuse path's selector vanished from the table)."""
+    from flows.cli import _print_table
+
+    _print_table("reasons", ["reason", "rows"], [["path '$.scores[name=user-feedback].value' finds nothing", 4],
+                                                 ["[bold]not bold[/bold]", 1]])
+    out = capsys.readouterr().out
+    assert "$.scores[name=user-feedback].value" in out and "[bold]not bold[/bold]" in out

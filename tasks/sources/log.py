@@ -21,6 +21,9 @@ columns named by a mapping file (schemas/mapping.py). Records come from JSON
   never in the staged values, nor in the row key.
 - Optional columns (event_id aside) may be empty in a row: stored as NULL. A
   mapped column absent from a record is rejected: the file does not match.
+- A mapping value starting with `$` is a path into a nested record
+  (tasks/sources/record_path.py), for exports such as Langfuse traces or
+  OpenAI-style chat logs; a path that finds nothing rejects the row.
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from tasks.sources.pseudonym import load_key, pseudonymize
+from tasks.sources.record_path import MISSING, is_path, parse_path
 from tasks.sources.base import (PROMPT, Message, Parser, RowRejected, Source, SourceBinding, Staged, StagingTable,
                                 content_key)
 
@@ -159,6 +163,11 @@ def _row_key(mapping: LogMapping, values: dict[str, Any], *reply_fields: str) ->
 # --- reading one cell -------------------------------------------------------
 
 def _cell(record: Mapping[str, Any], column: str) -> Any:
+    if is_path(column):
+        value = parse_path(column).find(record)
+        if value is MISSING:
+            raise RowRejected(f"path '{column}' finds nothing in this row")
+        return _plain(value)
     if column not in record:
         raise RowRejected(f"column '{column}' is missing from this row")
     return _plain(record[column])
