@@ -18,7 +18,8 @@ from tasks.common.settings import release_failed_run
 from tasks.evaluate import evaluation
 from tasks.evaluate.tasks import eval_snapshot_task, evaluate_task, record_task, resolve_task
 from tasks.lineage.lifecycle import run_lifecycle
-from tasks.lineage.runs import dataset
+from tasks.lineage.openlineage import file_dataset
+from tasks.lineage.tracking import track_evaluation
 from tasks.train.checkpoints import snapshot_dataset
 
 
@@ -42,15 +43,18 @@ def evaluate_flow(checkpoint: str, home: str | None = None, eval_snapshot: str |
     config = {"checkpoint": checkpoint, "eval_snapshot": eval_snapshot, **settings}
     with run_lifecycle("evaluate", config, home, lineage_events=True) as run:
         checkpoint_dir, info = resolve_task(checkpoint, home)
-        run.inputs.append(dataset(f"checkpoints/{info['checkpoint_id']}", path=checkpoint_dir, algo=info["algo"]))
+        run.inputs.append(file_dataset(checkpoint_dir, "checkpoint", f"checkpoints/{info['checkpoint_id']}",
+                                       algo=info["algo"]))
         snapshot = eval_snapshot_task(info, eval_snapshot, run.run_id, home)
         run.inputs.append(snapshot_dataset(snapshot))
-        run.announce(settings=settings)
+        run.announce(settings)
         result = evaluate_task(checkpoint_dir, snapshot, settings, home)
         recorded = record_task(result, info, run.run_id, home)
-        run.outputs.append(dataset(f"evaluations/{result['checkpoint_id']}", path=recorded["path"],
-                                   metrics=result["metrics"], evalSnapshotId=snapshot.snapshot_id,
-                                   settings=result["settings"]))
+        run.outputs.append(file_dataset(recorded["path"], "evaluation", f"evaluations/{result['checkpoint_id']}",
+                                        evalSnapshotId=snapshot.snapshot_id, settings=result["settings"]))
+        run.metrics = result["metrics"]
+        if info.get("config", {}).get("tracking") == "mlflow":  # info: the manifest, or a base model's stand-in
+            track_evaluation(result["checkpoint_id"], result["metrics"], [*recorded["plots"], recorded["path"]], home)
     return {"checkpoint_id": result["checkpoint_id"], "metrics": result["metrics"], "plots": recorded["plots"],
             "eval_snapshot_id": snapshot.snapshot_id, "settings": result["settings"], "path": recorded["path"],
             "run_id": run.run_id}

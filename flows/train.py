@@ -9,7 +9,8 @@ from prefect import flow
 from tasks.common.home import Home
 from tasks.common.settings import release_failed_run
 from tasks.lineage.lifecycle import run_lifecycle
-from tasks.train.checkpoints import checkpoint_dataset, snapshot_dataset
+from tasks.lineage.tracking import track_training
+from tasks.train.checkpoints import METRICS, checkpoint_dataset, snapshot_dataset
 from tasks.train.tasks import progress_bar, record_task, run_directory, snapshot_task, train_config, train_task
 
 
@@ -26,11 +27,14 @@ def train_flow(algo: str, config_path: str | None = None, overrides: Sequence[st
     with run_lifecycle("train", config.model_dump(), home, lineage_events=True) as run:
         snapshot = snapshot_task(config, run.run_id, home)
         run.inputs.append(snapshot_dataset(snapshot))
-        run.announce(config=config.model_dump())
+        run.announce(config.model_dump())
         run_dir = run_directory(config, snapshot, run.run_id, home, resume)
         with progress_bar(show_progress, config.steps) as on_event:
             result = train_task(config, snapshot, run_dir, run.run_id, home, resume, on_event)
         manifest = record_task(result, run.run_id, home)
         run.outputs.append(checkpoint_dataset(manifest, Path(result["path"])))
+        run.metrics = result["metrics"]
+        if config.tracking == "mlflow":
+            track_training(manifest, Path(result["path"]), Path(result["run_dir"]) / METRICS, home)
     return {"checkpoint_id": result["checkpoint_id"], "path": result["path"], "snapshot_id": snapshot.snapshot_id,
             "metrics": result["metrics"], "run_id": run.run_id, "run_dir": result["run_dir"]}

@@ -18,7 +18,7 @@ Algo = Literal[tuple(LOSSES)]  # the registry's names, in its order
 # resumed with different values of these (e.g. on another device).
 # gradient_checkpointing only trades memory for time: the recomputed activations are the same.
 RUNTIME_FIELDS = frozenset({"device", "save_every", "eval_every", "eval_batches", "reference_batch_size",
-                            "gradient_checkpointing"})
+                            "gradient_checkpointing", "tracking"})
 
 
 class TrainConfig(BaseModel):
@@ -63,6 +63,9 @@ class TrainConfig(BaseModel):
     eval_batches: int = Field(4, ge=0, description="batches of the eval split per eval; 0 = no eval")
     save_every: int = Field(25, ge=0, description="steps between resumable states; 0 = never")
     reference_batch_size: int = Field(16, ge=1, description="sequences per reference forward when caching")
+    tracking: Literal["none", "mlflow"] = Field(
+        "none", description="mlflow: also log params, step metrics, the evaluation and artifacts to MLflow "
+                            "(MLFLOW_TRACKING_URI, else THUMBS_HOME/mlflow.db; docs/contract.md#experiment-tracking)")
 
     @model_validator(mode="after")
     def _check(self) -> "TrainConfig":

@@ -142,9 +142,11 @@ def test_evaluate_flow_records_metrics_plots_and_lineage(trained, evaluated, pre
     events = [json.loads(line) for line in (home / "lineage" / "openlineage.jsonl").read_text().splitlines()]
     mine = [e for e in events if e["run"]["runId"] == result["run_id"]]
     assert [e["eventType"] for e in mine] == ["START", "COMPLETE"]
-    assert {d["name"] for d in mine[0]["inputs"]} == {f"checkpoints/{checkpoint_id}",
+    thumbs_id = lambda dataset: dataset["facets"]["symlinks"]["identifiers"][0]["name"]  # noqa: E731
+    assert {thumbs_id(d) for d in mine[0]["inputs"]} == {f"checkpoints/{checkpoint_id}",
                                                      f"snapshots/{result['eval_snapshot_id']}"}
-    assert mine[1]["outputs"][0]["name"] == f"evaluations/{checkpoint_id}"
+    assert thumbs_id(mine[1]["outputs"][0]) == f"evaluations/{checkpoint_id}"
+    assert mine[1]["run"]["facets"]["thumbs"]["metrics"] == result["metrics"]
 
     # A checkpoint that does not exist: a one-line error, a failed run and a FAIL event.
     with pytest.raises(ThumbsError, match="no-such-checkpoint: no such checkpoint"):

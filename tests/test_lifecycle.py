@@ -8,7 +8,8 @@ import pytest
 from tasks.common.home import Home
 from tasks.common.settings import ThumbsError
 from tasks.lineage.lifecycle import run_lifecycle
-from tasks.lineage.runs import dataset, start_run
+from tasks.lineage.openlineage import file_dataset, table_dataset
+from tasks.lineage.runs import start_run
 from tasks.warehouse.connection import connect
 from tasks.warehouse.query import run_query
 
@@ -24,26 +25,39 @@ def events(home) -> list[dict]:
 
 def test_a_finished_run_is_completed_published_and_reported(home, prefect_harness):
     with run_lifecycle("train", {"lr": 1e-3}, home, lineage_events=True) as run:
-        run.inputs.append(dataset("snapshots/s1"))
-        run.announce(config={"lr": 1e-3})
-        run.outputs.append(dataset("checkpoints/c1"))
+        run.inputs += [file_dataset(home / "snapshots" / "s1.parquet", "snapshot", "snapshots/s1"),
+                       table_dataset(home, "preference_pairs")]
+        run.announce({"lr": 1e-3})
+        run.outputs.append(file_dataset(home / "checkpoints" / "c1", "checkpoint", "checkpoints/c1", algo="kto"))
+        run.metrics = {"train_loss": 0.5}
         assert not Home.of(home).published.exists()  # published when the run ends
     assert runs(home) == {run.run_id: "completed"}
     start, complete = events(home)
     assert (start["eventType"], complete["eventType"]) == ("START", "COMPLETE")
-    assert start["run"]["facets"] == {"config": {"lr": 1e-3}}
-    assert [d["name"] for d in complete["inputs"] + complete["outputs"]] == ["snapshots/s1", "checkpoints/c1"]
+    assert start["run"]["facets"]["thumbs"]["config"] == {"lr": 1e-3}
+    assert complete["run"]["facets"]["thumbs"]["metrics"] == {"train_loss": 0.5}
+    # OpenLineage naming: files by absolute path in namespace `file`, tables as database.schema.table
+    snapshot, table = complete["inputs"]
+    assert (snapshot["namespace"], snapshot["name"]) == ("file", str(home / "snapshots" / "s1.parquet"))
+    assert snapshot["facets"]["symlinks"]["identifiers"] == [{"namespace": "thumbs", "name": "snapshots/s1",
+                                                              "type": "snapshot"}]
+    assert table["namespace"].startswith("duckdb://") and table["namespace"].endswith(str(Home.of(home).warehouse))
+    assert table["name"] == "warehouse.main.preference_pairs"
+    [checkpoint] = complete["outputs"]
+    assert checkpoint["facets"]["thumbs"] == {**checkpoint["facets"]["thumbs"], "kind": "checkpoint",
+                                              "properties": {"algo": "kto"}}
     assert {e["job"]["name"] for e in (start, complete)} == {"train"}
+    assert {e["job"]["namespace"] for e in (start, complete)} == {"thumbs"}
 
 
 def test_a_failed_run_is_failed_published_and_names_its_inputs(home, prefect_harness):
     with pytest.raises(ThumbsError, match="no such checkpoint"):
         with run_lifecycle("evaluate", {}, home, lineage_events=True) as run:
-            run.inputs.append(dataset("checkpoints/c1"))
+            run.inputs.append(file_dataset(home / "checkpoints" / "c1", "checkpoint", "checkpoints/c1"))
             raise ThumbsError("no such checkpoint")
     assert runs(home) == {run.run_id: "failed"}
     [fail] = events(home)
-    assert fail["eventType"] == "FAIL" and [d["name"] for d in fail["inputs"]] == ["checkpoints/c1"]
+    assert fail["eventType"] == "FAIL" and [d["name"] for d in fail["inputs"]] == [str(home / "checkpoints" / "c1")]
     assert fail["run"]["facets"]["errorMessage"]["message"] == "no such checkpoint"
 
 

@@ -58,8 +58,13 @@ def test_train_flow_end_to_end(prefect_harness, home, tiny_llama_dir):
 
     ours = [e for e in events(home) if e["run"]["runId"] == result["run_id"]]
     assert [e["eventType"] for e in ours] == ["START", "COMPLETE"]
-    assert ours[1]["inputs"][0]["name"] == f"snapshots/{result['snapshot_id']}"
-    assert ours[1]["outputs"][0]["name"] == f"checkpoints/{result['checkpoint_id']}"
+    # named by OpenLineage's rule for files (namespace `file`, the path), thumbs' ids as symlinks
+    [snapshot], [checkpoint] = ours[1]["inputs"], ours[1]["outputs"]
+    assert (checkpoint["namespace"], checkpoint["name"]) == ("file", str(path))
+    assert snapshot["facets"]["symlinks"]["identifiers"][0]["name"] == f"snapshots/{result['snapshot_id']}"
+    assert checkpoint["facets"]["symlinks"]["identifiers"][0]["name"] == f"checkpoints/{result['checkpoint_id']}"
+    assert ours[0]["run"]["facets"]["thumbs"]["config"]["algo"] == "dpo"
+    assert ours[1]["run"]["facets"]["thumbs"]["metrics"] == result["metrics"]
     failed = [e for e in events(home) if e["run"]["runId"] != result["run_id"]]
     assert [e["eventType"] for e in failed] == ["START", "FAIL"]
     assert failed[1]["inputs"] == failed[0]["inputs"]  # the FAIL names the snapshot the run had taken

@@ -18,6 +18,7 @@ from tasks.common.progress import file_progress
 from tasks.common.retrying import IO_RETRIES
 from tasks.common.settings import ThumbsError
 from tasks.ingest.load import FileResult, ingest_file
+from tasks.lineage.openlineage import table_dataset
 from tasks.sources import bind_source
 from tasks.warehouse.connection import connect
 
@@ -50,6 +51,14 @@ def ingest_file_task(source: str, path: Path, batch_id: str, mapping: str | None
     size = path.stat().st_size if path.exists() else 0
     with connect(home) as con, file_progress(f"{binding.name} {path.name}", size, show_progress) as progress:
         return ingest_file(con, binding, path, batch_id, max_row_bytes=max_row_bytes, progress=progress)
+
+
+def ingest_datasets(results: list[FileResult], home: Home) -> list[dict]:
+    """The warehouse tables an ingest run wrote, as OpenLineage output datasets."""
+    written = sum((r.loaded_by_table for r in results), Counter())
+    written["raw.records"] = sum(r.rows_read for r in results if r.status == "loaded")
+    written["quarantine"] = sum(r.rows_quarantined for r in results)
+    return [table_dataset(home, table, rowsWritten=rows) for table, rows in sorted(written.items())]
 
 
 def ingest_markdown(source: str, batch_id: str, results: list[FileResult]) -> str:

@@ -6,9 +6,12 @@ and the marking of runs a kill left 'running'.
     with run_lifecycle("train", config, home, lineage_events=True) as run:
         snapshot = snapshot_task(...)
         run.inputs.append(snapshot_dataset(snapshot))
-        run.announce(config=config)
+        run.announce(config)
         ...
         run.outputs.append(checkpoint_dataset(...))
+        run.metrics = result["metrics"]
+
+Datasets are named by OpenLineage's convention (tasks/lineage/openlineage.py).
 """
 from __future__ import annotations
 
@@ -19,7 +22,8 @@ from typing import Any, Iterator
 from tasks.common.home import Home, HomeLike
 from tasks.common.locks import exclusive_run
 from tasks.common.settings import ThumbsError
-from tasks.lineage.runs import emit_event, finish_run, mark_interrupted, new_run_id, start_run
+from tasks.lineage.openlineage import emit_event
+from tasks.lineage.runs import finish_run, mark_interrupted, new_run_id, start_run
 from tasks.warehouse.connection import connect
 from tasks.warehouse.tasks import publish_task
 
@@ -33,11 +37,12 @@ class Run:
     lineage_events: bool
     inputs: list[dict] = field(default_factory=list)
     outputs: list[dict] = field(default_factory=list)
+    metrics: dict[str, Any] | None = None  # sent with COMPLETE
 
-    def announce(self, **facets: Any) -> None:
-        """The START event, sent once the inputs are known (a FAIL before it still names
-        whatever inputs were appended by then)."""
-        emit_event("START", self.run_id, self.job, inputs=self.inputs, home=self.home, facets=facets)
+    def announce(self, config: dict[str, Any]) -> None:
+        """The START event with the run's config, sent once the inputs are known (a FAIL
+        before it still names whatever inputs were appended by then)."""
+        emit_event("START", self.run_id, self.job, inputs=self.inputs, home=self.home, config=config)
 
 
 @contextmanager
@@ -67,11 +72,11 @@ def run_lifecycle(job: str, config: dict[str, Any], home: HomeLike, *, lineage_e
                 finish_run(con, run.run_id, "failed")
             _publish_after_failure(home)
             if lineage_events:
-                emit_event("FAIL", run.run_id, job, inputs=run.inputs, home=home,
-                           facets={"errorMessage": {"message": str(exc), "programmingLanguage": "python"}})
+                emit_event("FAIL", run.run_id, job, inputs=run.inputs, home=home, error=exc)
             raise
     if lineage_events:
-        emit_event("COMPLETE", run.run_id, job, inputs=run.inputs, outputs=run.outputs, home=home)
+        emit_event("COMPLETE", run.run_id, job, inputs=run.inputs, outputs=run.outputs, home=home,
+                   metrics=run.metrics)
 
 
 def _publish_after_failure(home: Home) -> None:

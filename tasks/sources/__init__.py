@@ -42,3 +42,8 @@ def bind_source(source: str, *, mapping: str | Path | None = None, home: str | P
     """The parser, required columns and staging tables for `source`; a source
     described by a mapping file (log) needs it."""
     return find_source(source).bind(mapping, home)
+
+
+def staging_tables() -> list[str]:
+    """Every source's staging tables (what binarize reads), each once, in source order."""
+    return list(dict.fromkeys(table.name for source in SOURCES.values() for table in source.staging))

@@ -27,7 +27,7 @@ import duckdb
 import torch
 
 from schemas.train import RUNTIME_FIELDS, TrainConfig
-from tasks.lineage.runs import dataset
+from tasks.lineage.openlineage import file_dataset
 from tasks.common.files import replaced_directory, replaced_file, write_json_atomically, writer_gone
 from tasks.common.home import Home, HomeLike
 from tasks.common.settings import ThumbsError
@@ -137,15 +137,15 @@ def record_checkpoint(con: duckdb.DuckDBPyConnection, manifest: dict[str, Any], 
 
 
 def snapshot_dataset(snapshot) -> dict[str, Any]:
-    """The snapshot as an OpenLineage input dataset."""
-    return dataset(f"snapshots/{snapshot.snapshot_id}", kind=snapshot.kind, path=str(snapshot.path),
-                   files=dict(snapshot.files), rowCounts=snapshot.row_counts)
+    """The snapshot (a Parquet file) as an OpenLineage input dataset."""
+    return file_dataset(snapshot.path, "snapshot", f"snapshots/{snapshot.snapshot_id}", rows=snapshot.kind,
+                        files=dict(snapshot.files), rowCounts=snapshot.row_counts)
 
 
 def checkpoint_dataset(manifest: dict[str, Any], path: Path) -> dict[str, Any]:
-    """The checkpoint as an OpenLineage output dataset."""
-    return dataset(f"checkpoints/{manifest['checkpoint_id']}", path=str(path), algo=manifest["algo"],
-                   baseModel=manifest["base_model"], metrics=manifest["metrics"])
+    """The checkpoint (a folder) as an OpenLineage output dataset."""
+    return file_dataset(path, "checkpoint", f"checkpoints/{manifest['checkpoint_id']}", algo=manifest["algo"],
+                        baseModel=manifest["base_model"], metrics=manifest["metrics"])
 
 
 # --- the resumable run state -------------------------------------------------------------
