@@ -43,10 +43,10 @@ def rating(event: str, user: str, question: str, answer: str, feedback: str) -> 
 
 
 def ab_csv(path: Path, rows: list[tuple[str, str, str, str, str]]) -> Path:
+    """An A/B log (examples/ab-test.mapping.yaml) of (event, question, reply A, reply B, winner) rows."""
     lines = ["event_id,ts,session,user,variant_a,variant_b,question,response_a,response_b,preferred"]
-    lines += [f"{event},1717407155,s1,{user},v1,v2,{question},{a},{b},{winner}"
-              for event, user, question, a, b, winner in
-              ((e, "cust-1", q, a, b, w) for e, q, a, b, w in rows)]
+    lines += [f"{event},1717407155,s1,cust-1,v1,v2,{question},{a},{b},{winner}"
+              for event, question, a, b, winner in rows]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
