@@ -1,4 +1,5 @@
-"""The `binarize` flow: rebuild `preference_pairs` and `feedback` from staging."""
+"""The `binarize` flow: build `preference_pairs` and `feedback` from staging, incrementally
+unless `full` (tasks/binarize/increments.py)."""
 from __future__ import annotations
 
 from prefect import flow
@@ -14,13 +15,14 @@ from tasks.sources import staging_tables
 
 
 @flow(name="binarize", on_failure=[release_failed_run])
-def binarize_flow(config: BinarizeConfig | None = None, home: str | None = None) -> BinarizeResult:
+def binarize_flow(config: BinarizeConfig | None = None, home: str | None = None,
+                  full: bool = False) -> BinarizeResult:
     home = Home.of(home)
     config = config or BinarizeConfig()
     with run_lifecycle("binarize", config.model_dump(), home, lineage_events=True) as run:
         run.inputs += [table_dataset(home, table) for table in staging_tables()]
         run.announce(config.model_dump())
-        result = binarize_task(config, home)
+        result = binarize_task(config, home, full)
         run.outputs += [table_dataset(home, "preference_pairs", rows=sum(result.pairs.values())),
                         table_dataset(home, "feedback", rows=sum(result.feedback.values()))]
     report_binarize(config, result)

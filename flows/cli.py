@@ -79,11 +79,14 @@ def cmd_binarize(args: argparse.Namespace) -> int:
     from flows.binarize import binarize_flow
     from schemas.config import BinarizeConfig, load_config
 
-    _print_binarized(binarize_flow(load_config(BinarizeConfig, args.config, args.overrides), home=args.home))
+    _print_binarized(binarize_flow(load_config(BinarizeConfig, args.config, args.overrides), home=args.home,
+                                   full=args.full))
     return 0
 
 
 def _print_binarized(result) -> None:
+    rebuilt = "" if result.rebuilt_keys is None else f", {result.rebuilt_keys} prompt(s) rebuilt"
+    print(f"binarize: {result.reason} ({result.new_batches} new batch(es){rebuilt})")
     _print_table("preference_pairs", ["source", "split", "pairs"],
                  [[s, sp, n] for (s, sp), n in sorted(result.pairs.items())])
     _print_table("feedback", ["source", "label", "completions"],
@@ -207,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     binarize.add_argument("--config", help="YAML file of binarize options")
     binarize.add_argument("overrides", nargs="*", metavar="key=value",
                           help="eval_fraction, shp_min_score_ratio, oasst_thumbs, oasst_include_synthetic")
+    binarize.add_argument("--full", action="store_true",
+                          help="rebuild every mart row, not only the prompts touched since the last build")
     binarize.set_defaults(run=cmd_binarize)
 
     train = verbs.add_parser("train", help="train a policy from a snapshot of the warehouse")

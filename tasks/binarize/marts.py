@@ -1,4 +1,5 @@
-"""Rebuild the marts (`preference_pairs`, `feedback`) and the analyst views from staging."""
+"""Build the marts (`preference_pairs`, `feedback`, `feedback_ties`) and the analyst
+views from staging: in full, or only the prompts new rows touch (increments.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -6,6 +7,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 from schemas.config import BinarizeConfig
+from tasks.binarize.increments import find_new_batches, plan_build, record_build, scope_changes
 from tasks.common.settings import WAREHOUSE_SQL
 from tasks.sources import SOURCES
 from tasks.warehouse.connection import run_sql, transaction
@@ -20,13 +22,17 @@ SOURCE_INPUTS: list[tuple[str, tuple[str, ...]]] = [
 MODELS: list[tuple[str, tuple[str, ...]]] = [
     ("models/intermediate/int_pairs.sql", ("pair_models", "eval_fraction")),
     ("models/intermediate/int_pair_repeats.sql", ()),
-    ("models/marts/preference_pairs.sql", ()),
+    ("models/intermediate/int_preference_pairs.sql", ()),
     ("models/intermediate/int_votes.sql", ("vote_models",)),
     ("models/intermediate/int_vote_counts.sql", ()),
     ("models/intermediate/int_multi_vote_tallies.sql", ()),
-    ("models/marts/feedback.sql", ("eval_fraction",)),
-    ("models/marts/feedback_one_per_prompt.sql", ()),
+    ("models/intermediate/int_feedback.sql", ()),
+    ("models/intermediate/int_feedback_ties.sql", ()),
 ]
+# The marts as a full build materializes them; an incremental build replaces their
+# changed prompts' rows instead (statements/binarize/merge_increment.sql).
+FULL_MARTS = ["models/marts/preference_pairs.sql", "models/marts/feedback.sql", "models/marts/feedback_ties.sql"]
+MART_VIEWS = ["models/marts/feedback_one_per_prompt.sql"]
 # Each source's models, named after it: int_<source>__pairs (its preference pairs)
 # and int_<source>__votes (thumbs it gives replies directly), each optional.
 SOURCE_MODELS = "models/intermediate"
@@ -37,6 +43,10 @@ class BinarizeResult:
     pairs: dict[tuple[str, str], int] = field(default_factory=dict)  # (source, split) -> pairs
     feedback: dict[tuple[str, bool], int] = field(default_factory=dict)  # (source, label) -> rows
     tied_completions: int = 0  # rated up and down equally often: no label, left out
+    mode: str = "full"  # full | incremental
+    reason: str = ""  # why that mode
+    new_batches: int = 0  # ingest batches this build took in
+    rebuilt_keys: int | None = None  # (source, prompt) keys an incremental build rebuilt
 
 
 def model_params(config: BinarizeConfig) -> dict[str, object]:
@@ -73,18 +83,35 @@ def create_views(con: duckdb.DuckDBPyConnection) -> None:
         run_sql(con, f"models/views/{view.name}")
 
 
-def binarize(con: duckdb.DuckDBPyConnection, config: BinarizeConfig) -> BinarizeResult:
-    """Replace the marts in one transaction: readers never see a half-built table."""
+def binarize(con: duckdb.DuckDBPyConnection, config: BinarizeConfig, full: bool = False) -> BinarizeResult:
+    """Build the marts in one transaction: readers never see a half-built table, and a
+    killed build leaves the marts and the watermark as they were. Incremental unless
+    `full`, no build was recorded, or the options or SQL changed since the last one."""
     params = model_params(config)
     with transaction(con):
+        plan = plan_build(con, config, full)
         for sql_file, names in SOURCE_INPUTS:
             run_sql(con, sql_file, {name: params[name] for name in names})
         create_source_models(con, config)
+        new_batches = find_new_batches(con)
+        rebuilt_keys = None
+        if plan.incremental:
+            rebuilt_keys = scope_changes(con, params["pair_models"], params["vote_models"])
+            params |= {"pair_models": ["binarize_changed_pairs"], "vote_models": ["binarize_changed_votes"]}
         for sql_file, names in MODELS:
             run_sql(con, sql_file, {name: params[name] for name in names})
+        if plan.incremental:
+            run_sql(con, "statements/binarize/merge_increment.sql")
+        else:
+            for sql_file in FULL_MARTS:
+                run_sql(con, sql_file)
+        for sql_file in MART_VIEWS:
+            run_sql(con, sql_file)
         create_views(con)
+        record_build(con, plan, rebuilt_keys)
         return BinarizeResult(
             pairs={(s, sp): n for s, sp, n in run_sql(con, "statements/binarize/count_pairs.sql").fetchall()},
             feedback={(s, lb): n for s, lb, n in run_sql(con, "statements/binarize/count_feedback.sql").fetchall()},
             tied_completions=run_sql(con, "statements/binarize/count_ties.sql").fetchone()[0],
+            mode=plan.mode, reason=plan.reason, new_batches=new_batches, rebuilt_keys=rebuilt_keys,
         )

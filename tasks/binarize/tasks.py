@@ -12,9 +12,9 @@ from tasks.warehouse.connection import connect
 
 
 @task(name="binarize")
-def binarize_task(config: BinarizeConfig, home: Home) -> BinarizeResult:
+def binarize_task(config: BinarizeConfig, home: Home, full: bool = False) -> BinarizeResult:
     with connect(home) as con:
-        return binarize(con, config)
+        return binarize(con, config, full)
 
 
 def binarize_markdown(config: BinarizeConfig, result: BinarizeResult) -> str:
@@ -22,11 +22,11 @@ def binarize_markdown(config: BinarizeConfig, result: BinarizeResult) -> str:
     thumbs = table(["source", "label", "completions"],
                    [[s, "up" if lb else "down", n] for (s, lb), n in sorted(result.feedback.items())])
     return "\n\n".join([
-        "# binarize", f"config: `{config.model_dump()}`", "## preference_pairs", pairs, "## feedback", thumbs,
+        "# binarize", f"config: `{config.model_dump()}`", f"build: {result.reason}", "## preference_pairs", pairs, "## feedback", thumbs,
         f"tied completions (as many up as down votes, left out): {result.tied_completions}",
     ])
 
 
 def report_binarize(config: BinarizeConfig, result: BinarizeResult) -> None:
     create_markdown_artifact(binarize_markdown(config, result), key="binarize-report",
-                             description="feedback and preference_pairs rebuilt")
+                             description="feedback and preference_pairs built")

@@ -19,7 +19,7 @@ from tasks.common.settings import ThumbsError
 from tasks.warehouse.connection import run_sql
 
 PUBLISHED_TABLES = (
-    "feedback", "preference_pairs", "quarantine", "ingest_runs",
+    "feedback", "preference_pairs", "feedback_ties", "quarantine", "ingest_runs",
     "lineage_runs", "snapshots", "checkpoints", "promotions",
 )
 

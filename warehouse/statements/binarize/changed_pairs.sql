@@ -1,0 +1,7 @@
+-- The sources' pairs ($pair_models) of the keys in binarize_scope: all of them, old
+-- and new, so duplicates across files and batches are decided as in a full build.
+-- int_pairs reads this table instead of the sources' models in an incremental build.
+CREATE OR REPLACE TEMP TABLE binarize_changed_pairs AS
+SELECT *
+FROM query_table($pair_models, true)
+WHERE hash(source, prompt) IN (SELECT scope_key FROM binarize_scope)

@@ -1,0 +1,6 @@
+-- The sources' votes ($vote_models) of the keys in binarize_scope, old and new, so a
+-- completion's votes are tallied again in full (see changed_pairs.sql).
+CREATE OR REPLACE TEMP TABLE binarize_changed_votes AS
+SELECT *
+FROM query_table($vote_models, true)
+WHERE hash(source, prompt) IN (SELECT scope_key FROM binarize_scope)
