@@ -145,13 +145,14 @@ def _print_nightly(report, home) -> None:
     if report.training_reason:
         print(f"trained because: {report.training_reason}")
     if report.checkpoint_id:
-        metrics = {k: v for k, v in report.metrics.items() if isinstance(v, (int, float))}
+        from tasks.evaluate.intervals import headline_names, with_interval
+
         champion = report.champion_metrics or {}
-        _print_table(f"checkpoint {report.checkpoint_id}", ["metric", "new", "champion before"],
-                     [[k, format_metric(v),
-                       format_metric(champion[k]) if isinstance(champion.get(k), (int, float)) else "—"]
-                      for k, v in sorted(metrics.items())])
-        print(f"{'PROMOTED to champion' if report.promoted else 'NOT promoted'}: {report.decision}")
+        _print_table(f"checkpoint {report.checkpoint_id}", ["metric", "new (95% interval, n)", "champion before"],
+                     [[k, with_interval(report.metrics, k), with_interval(champion, k)]
+                      for k in headline_names(report.metrics)])
+        headline = report.decision_headline or ('PROMOTED to champion' if report.promoted else 'NOT promoted')
+        print(f"{headline}: {report.decision}")
         print(f"checkpoint: {report.checkpoint_path}")
     print(f"champion:   {home.champion} (loads with from_pretrained)")
     print(f"warehouse:  {home.warehouse} (analysts: thumbs query \"select * from label_balance\")")
@@ -163,9 +164,11 @@ def _print_nightly(report, home) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from flows.evaluate import evaluate_flow
 
+    from tasks.evaluate.intervals import headline_names, with_interval
+
     result = evaluate_flow(args.checkpoint, home=args.home)
-    _print_table(f"evaluation of {result['checkpoint_id']}", ["metric", "value"],
-                 [[k, format_metric(v)] for k, v in sorted(result["metrics"].items())])
+    _print_table(f"evaluation of {result['checkpoint_id']}", ["metric", "value (95% interval, n)"],
+                 [[k, with_interval(result["metrics"], k)] for k in headline_names(result["metrics"])])
     for plot in result.get("plots", []):
         print(f"plot: {plot}")
     return 0

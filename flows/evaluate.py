@@ -32,8 +32,9 @@ def evaluate_flow(checkpoint: str, home: str | None = None, eval_snapshot: str |
                   device: str = "auto", max_length: int | None = None) -> dict[str, Any]:
     """Evaluate a checkpoint (id or path) on the eval split.
 
-    Returns {checkpoint_id, metrics, plots, eval_snapshot_id, settings, path, run_id};
-    metrics are named in tasks/evaluate/evaluation.py. To compare two checkpoints, evaluate the
+    Returns {checkpoint_id, metrics, plots, eval_snapshot_id, settings, path, run_id, per_pair};
+    metrics (each mean with m_low, m_high, m_n) are named in tasks/evaluate/evaluation.py;
+    per_pair holds each eval pair's rewards, what the gate compares pair by pair. To compare two checkpoints, evaluate the
     second with eval_snapshot=<the first's eval_snapshot_id>. max_length defaults to the
     checkpoint's training max_length (a base model's baseline: pass the checkpoint's).
     """
@@ -57,4 +58,4 @@ def evaluate_flow(checkpoint: str, home: str | None = None, eval_snapshot: str |
             track_evaluation(result["checkpoint_id"], result["metrics"], [*recorded["plots"], recorded["path"]], home)
     return {"checkpoint_id": result["checkpoint_id"], "metrics": result["metrics"], "plots": recorded["plots"],
             "eval_snapshot_id": snapshot.snapshot_id, "settings": result["settings"], "path": recorded["path"],
-            "run_id": run.run_id}
+            "run_id": run.run_id, "per_pair": result.get("per_pair")}

@@ -69,3 +69,25 @@ def paired_difference(candidate: Sequence[float], champion: Sequence[float],
     if len(candidate) != len(champion):
         raise ThumbsError(f"paired difference: {len(candidate)} candidate values vs {len(champion)} champion values")
     return bootstrap_mean([a - b for a, b in zip(candidate, champion)], groups, seed=seed)
+
+
+INTERVAL_PARTS = ("_low", "_high", "_n")
+
+
+def headline_names(metrics: dict[str, object]) -> list[str]:
+    """The numeric metrics a table shows as rows, sorted: m_low, m_high and m_n go in
+    m's row rather than rows of their own."""
+    numeric = {k for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return sorted(k for k in numeric if not any(k.endswith(p) and k[: -len(p)] in numeric for p in INTERVAL_PARTS))
+
+
+def with_interval(metrics: dict[str, object], name: str, digits: int = 4) -> str:
+    """'0.4375 [0.2813, 0.6250] n=32' when the metric has an interval; the value alone
+    otherwise (a count as an integer); '—' when absent."""
+    value = metrics.get(name)
+    if not isinstance(value, (int, float)):
+        return "—"
+    if f"{name}_low" not in metrics:
+        return str(int(value)) if float(value).is_integer() else f"{value:.{digits}f}"
+    return (f"{value:.{digits}f} [{metrics[f'{name}_low']:.{digits}f}, {metrics[f'{name}_high']:.{digits}f}] "
+            f"n={metrics[f'{name}_n']}")
