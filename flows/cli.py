@@ -163,10 +163,12 @@ def _print_nightly(report, home) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from flows.evaluate import evaluate_flow
-
+    from schemas.config import load_config
+    from schemas.nightly import EvaluationSettings
     from tasks.evaluate.intervals import headline_names, with_interval
 
-    result = evaluate_flow(args.checkpoint, home=args.home)
+    settings = load_config(EvaluationSettings, None, args.overrides)
+    result = evaluate_flow(args.checkpoint, home=args.home, **settings.model_dump())
     _print_table(f"evaluation of {result['checkpoint_id']}", ["metric", "value (95% interval, n)"],
                  [[k, with_interval(result["metrics"], k)] for k in headline_names(result["metrics"])])
     for plot in result.get("plots", []):
@@ -240,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = verbs.add_parser("evaluate", help="metrics of a checkpoint on the eval split")
     evaluate.add_argument("checkpoint", help="a checkpoint id or directory")
+    evaluate.add_argument("overrides", nargs="*", metavar="key=value",
+                          help="evaluation settings: max_pairs=1000, generation_prompts=8, max_new_tokens=48, "
+                               "kl_samples=4, seed=0, judge=CHECKPOINT (a reward model: adds the win rate)")
     evaluate.set_defaults(run=cmd_evaluate)
 
     runs = verbs.add_parser("runs", help="recent flow runs and checkpoints")

@@ -44,6 +44,8 @@ class EvaluationSettings(BaseModel):
     max_new_tokens: int = Field(48, ge=1)
     kl_samples: int = Field(4, ge=1)
     seed: int = 0
+    judge: str | None = Field(None, description="a reward-model checkpoint (id or path, `thumbs train --algo rm`): "
+                                                "adds win_rate_vs_reference, judged on the generation prompts")
 
 
 class SourcesFile(BaseModel):

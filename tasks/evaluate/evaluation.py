@@ -62,6 +62,8 @@ from tasks.train.checkpoints import MANIFEST, read_manifest
 from tasks.train.models import autocast_context, load_policy, load_tokenizer, pick_device, resolve_model, weights_sha256
 from tasks.common.settings import ThumbsError
 from tasks.evaluate.intervals import bootstrap_mean
+from tasks.evaluate.reward_model import Judge, evaluate_reward_model, win_rate
+from tasks.train.algorithms import LOSSES
 from tasks.train.snapshots import Snapshot
 
 # Means over eval samples: each also stored as m_low, m_high (its seeded 95% bootstrap
@@ -212,11 +214,15 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, *, home: str | Path | None, 
                         generation_prompts: int = DEFAULTS["generation_prompts"],
                         max_new_tokens: int = DEFAULTS["max_new_tokens"], kl_samples: int = DEFAULTS["kl_samples"],
                         seed: int = DEFAULTS["seed"], device: str = "auto", batch_size: int | None = None,
-                        max_length: int | None = None, progress: Progress | None = None) -> dict[str, Any]:
-    """{checkpoint_id, metrics (METRIC_NAMES), eval_snapshot_id, settings, reference, generations}.
+                        max_length: int | None = None, progress: Progress | None = None,
+                        judge: str | Path | None = DEFAULTS["judge"]) -> dict[str, Any]:
+    """{checkpoint_id, metrics (METRIC_NAMES), eval_snapshot_id, settings, reference, generations, per_pair}.
 
     max_length defaults to the checkpoint's training max_length; set it to evaluate a base
-    model on the same truncation as a checkpoint trained from it."""
+    model on the same truncation as a checkpoint trained from it. judge: a reward-model
+    checkpoint directory; the greedy replies of the checkpoint and of its reference are
+    scored by it, adding win_rate_vs_reference (tasks/evaluate/reward_model.py). A
+    reward-model checkpoint itself is evaluated by its pairwise accuracy alone."""
     say = progress or (lambda message: None)
     started = time.perf_counter()
     checkpoint_dir = Path(checkpoint_dir)
@@ -227,6 +233,9 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, *, home: str | Path | None, 
     if min(max_pairs, generation_prompts, max_new_tokens, kl_samples, batch_size) < 1:
         raise ThumbsError("max_pairs, generation_prompts, max_new_tokens, kl_samples, batch_size: must be >= 1")
     target = pick_device(device)
+    if info["algo"] is not None and LOSSES[info["algo"]].model == "reward_model":
+        return evaluate_reward_model(checkpoint_dir, info, eval_snapshot, max_pairs=max_pairs, seed=seed,
+                                     device=target, batch_size=batch_size, max_length=max_length)
     reference_dir, trained_sha = reference_of(info, checkpoint_dir)
     reference_sha = weights_sha256(reference_dir)
     if trained_sha and reference_sha != trained_sha:
@@ -295,7 +304,7 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, *, home: str | Path | None, 
     bad = [k for k, v in metrics.items() if not math.isfinite(v)]
     if bad:
         raise ThumbsError(f"{checkpoint_dir}: evaluation gave non-finite {', '.join(bad)}; check the weights")
-    return {
+    result = {
         "checkpoint_id": info["checkpoint_id"], "checkpoint_path": str(checkpoint_dir), "metrics": metrics,
         "eval_snapshot_id": eval_snapshot.snapshot_id,
         "settings": {"max_pairs": max_pairs, "generation_prompts": generation_prompts, "max_new_tokens": max_new_tokens,
@@ -306,6 +315,39 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, *, home: str | Path | None, 
                         for messages, reply in zip(prompt_messages, greedy)],
         "per_pair": per_pair_record(pairs, chosen, rejected),
     }
+    if judge:
+        say(f"judge {judge}: the reference's greedy replies, then both sides scored")
+        result["metrics"].update(judged_win_rate(result, prompt_messages, prompts, reference_dir, Path(judge),
+                                                 device=target, max_new_tokens=max_new_tokens, eos=eos, seed=seed,
+                                                 max_length=max_length, batch_size=batch_size))
+        result["settings"]["judge"] = str(judge)
+    return result
+
+
+def judged_win_rate(result: dict[str, Any], prompt_messages: list[list[dict]], prompts: list[list[int]],
+                    reference_dir: Path, judge_dir: Path, *, device: torch.device, max_new_tokens: int, eos: int,
+                    seed: int, max_length: int, batch_size: int) -> dict[str, float]:
+    """win_rate_vs_reference: the checkpoint's greedy reply against its reference's on each
+    generation prompt, judged by a reward model; each generation gains both replies' scores.
+    One model in memory at a time: the reference generates and is freed, then the judge."""
+    tokenizer = load_tokenizer(reference_dir)
+    model = load_policy(reference_dir, device).eval()
+    try:  # the same decoding loop and per-prompt seed as the checkpoint's replies
+        replies = [generate(model, prompt, device=device, max_new_tokens=max_new_tokens, eos_token_id=eos, samples=1,
+                            seed=seed * 1_000_003 + i)[0] for i, prompt in enumerate(prompts)]
+    finally:
+        del model
+        gc.collect()
+    baseline = [tokenizer.decode(reply, skip_special_tokens=True) for reply in replies]
+    judge = Judge(judge_dir, device, max_length=max_length, batch_size=batch_size)
+    try:
+        candidate_scores = judge.scores(prompt_messages, [g["reply"] for g in result["generations"]])
+        baseline_scores = judge.scores(prompt_messages, baseline)
+    finally:
+        judge.close()
+    for generation, reply, mine, theirs in zip(result["generations"], baseline, candidate_scores, baseline_scores):
+        generation.update(reference_reply=reply, judge_score=mine, reference_judge_score=theirs)
+    return win_rate(candidate_scores, baseline_scores, seed)
 
 
 def same_protocol(a: dict[str, Any], b: dict[str, Any]) -> bool:
