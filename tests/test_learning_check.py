@@ -1,9 +1,9 @@
 """The learning check: does the optimizer work, apart from whether anything generalizes?
 
 On a fixed set of 64 real HH pairs (128 thumbs for KTO), tiny-llama trained a few dozen
-steps must fit what it sees: its train reward accuracy and margin over the last epoch
-rise far above their starting point and chance, to 0.75 or more (at step 1 the policy is its reference, so every
-reward is 0, accuracy 0 with ties counted wrong, margin 0) and above chance (0.5). A
+steps must fit what it sees: over its last pass through the set, train reward accuracy
+reaches 0.75 or more and the margin 0.5 or more, from 0 at step 1 (the policy is then
+its reference, so every reward is 0 and ties count as wrong); chance is 0.5. A
 loss that is wired wrong (a sign, a detached reward, a swapped pair) fails this in
 seconds, where a held-out metric would only say "nothing learned" after hours.
 The same check on SmolLM2-135M is benchmarks/learning_check.py.
