@@ -101,7 +101,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     _print_table(f"trained {args.algo}: {result['checkpoint_id']}", ["metric", "value"],
                  [[k, format_metric(v)] for k, v in sorted(metrics.items())])
     print(f"checkpoint: {result['path']}  (snapshot {result['snapshot_id']})")
-    print(f"load it:    AutoModelForCausalLM.from_pretrained({result['path']!r})")
+    loader = "AutoModelForSequenceClassification" if LOSSES[args.algo].model == "reward_model" else "AutoModelForCausalLM"
+    print(f"load it:    {loader}.from_pretrained({result['path']!r})")
     return 0
 
 

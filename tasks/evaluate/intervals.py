@@ -34,9 +34,6 @@ class Interval:
         """{name, name_low, name_high, name_n}: the metric naming every consumer reads."""
         return {name: self.estimate, f"{name}_low": self.low, f"{name}_high": self.high, f"{name}_n": self.n}
 
-    def text(self, digits: int = 3) -> str:
-        return f"{self.estimate:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}] (n={self.n})"
-
 
 def bootstrap_mean(values: Sequence[float], groups: Sequence[Hashable] | None = None, *, seed: int = 0,
                    resamples: int = RESAMPLES, level: float = LEVEL) -> Interval:

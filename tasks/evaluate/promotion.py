@@ -31,7 +31,7 @@ from schemas.nightly import GateConfig
 from tasks.common.files import replaced_file
 from tasks.common.home import Home, HomeLike
 from tasks.evaluate.evaluation import same_protocol
-from tasks.evaluate.intervals import Interval, bootstrap_mean, paired_difference
+from tasks.evaluate.intervals import Interval, paired_difference
 from tasks.warehouse.connection import run_sql, transaction
 
 COMPARED = "eval_reward_accuracy"  # the metric the gate compares, pair by pair
