@@ -57,7 +57,7 @@ def reward_model(tmp_path_factory: pytest.TempPathFactory, tiny_llama_dir: Path)
     ingest_hh_slice(home, rows=80)
     with connect(home) as con:
         pairs, feedback = create_snapshot(con, "pairs", home=home), create_snapshot(con, "feedback", home=home)
-    result = train(tiny_config(tiny_llama_dir, "rm", "steps=6", "batch_size=4", "lr=1e-3"), pairs,
+    result = train(tiny_config(tiny_llama_dir, "rm", "steps=3", "batch_size=4", "lr=1e-3"), pairs,
                    home / "runs" / "rm", home=home)
     return {"home": home, "pairs": pairs, "feedback": feedback, "result": result}
 
