@@ -12,7 +12,7 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from fixtures_models import model_cache, tiny_llama_dir  # noqa: F401
-from tasks.evaluate.evaluation import evaluate_checkpoint
+from tasks.evaluate.evaluation import eval_prompts, evaluate_checkpoint
 from tasks.evaluate.reward_model import Judge, win_rate
 from tasks.train.checkpoints import read_manifest
 from tasks.train.losses import LOSSES, bradley_terry_loss
@@ -105,8 +105,13 @@ def test_a_judge_gives_a_win_rate_against_the_reference(reward_model, tiny_llama
                                     judge=reward_model["result"]["path"])
     metrics = evaluated["metrics"]
     assert metrics["win_rate_vs_reference_n"] == 3
+    judged = evaluated["judged_generations"]
     outcomes = [1.0 if g["judge_score"] > g["reference_judge_score"] else
-                0.5 if g["judge_score"] == g["reference_judge_score"] else 0.0 for g in evaluated["generations"]]
-    assert metrics["win_rate_vs_reference"] == pytest.approx(sum(outcomes) / 3)
+                0.5 if g["judge_score"] == g["reference_judge_score"] else 0.0 for g in judged]
+    assert len(judged) == 3 and metrics["win_rate_vs_reference"] == pytest.approx(sum(outcomes) / 3)
     assert evaluated["settings"]["judge"] == reward_model["result"]["path"]
-    assert all("reference_reply" in g for g in evaluated["generations"])
+    # The judge's score of a reply is the reward model's score of that (prompt, reply).
+    prompt = eval_prompts(reward_model["pairs"], 1)[0]
+    assert prompt[-1]["content"] == judged[0]["prompt"]
+    judge = Judge(reward_model["result"]["path"], torch.device("cpu"), max_length=128, batch_size=1)
+    assert judge.scores([prompt], [judged[0]["reply"]])[0] == pytest.approx(judged[0]["judge_score"], abs=1e-4)

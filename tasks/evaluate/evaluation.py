@@ -62,7 +62,7 @@ from tasks.train.checkpoints import MANIFEST, read_manifest
 from tasks.train.models import autocast_context, load_policy, load_tokenizer, pick_device, resolve_model, weights_sha256
 from tasks.common.settings import ThumbsError
 from tasks.evaluate.intervals import bootstrap_mean
-from tasks.evaluate.reward_model import Judge, evaluate_reward_model, win_rate
+from tasks.evaluate.reward_model import evaluate_reward_model, judged_win_rate
 from tasks.train.algorithms import LOSSES
 from tasks.train.snapshots import Snapshot
 
@@ -316,38 +316,14 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, *, home: str | Path | None, 
         "per_pair": per_pair_record(pairs, chosen, rejected),
     }
     if judge:
-        say(f"judge {judge}: the reference's greedy replies, then both sides scored")
-        result["metrics"].update(judged_win_rate(result, prompt_messages, prompts, reference_dir, Path(judge),
-                                                 device=target, max_new_tokens=max_new_tokens, eos=eos, seed=seed,
-                                                 max_length=max_length, batch_size=batch_size))
+        say(f"judge {judge}: greedy replies of the checkpoint and its reference, both scored")
+        rate, judged = judged_win_rate(checkpoint_dir, reference_dir, Path(judge), prompt_messages, device=target,
+                                       max_new_tokens=max_new_tokens, seed=seed, max_length=max_length,
+                                       batch_size=batch_size)
+        result["metrics"].update(rate)
         result["settings"]["judge"] = str(judge)
+        result["judged_generations"] = judged
     return result
-
-
-def judged_win_rate(result: dict[str, Any], prompt_messages: list[list[dict]], prompts: list[list[int]],
-                    reference_dir: Path, judge_dir: Path, *, device: torch.device, max_new_tokens: int, eos: int,
-                    seed: int, max_length: int, batch_size: int) -> dict[str, float]:
-    """win_rate_vs_reference: the checkpoint's greedy reply against its reference's on each
-    generation prompt, judged by a reward model; each generation gains both replies' scores.
-    One model in memory at a time: the reference generates and is freed, then the judge."""
-    tokenizer = load_tokenizer(reference_dir)
-    model = load_policy(reference_dir, device).eval()
-    try:  # the same decoding loop and per-prompt seed as the checkpoint's replies
-        replies = [generate(model, prompt, device=device, max_new_tokens=max_new_tokens, eos_token_id=eos, samples=1,
-                            seed=seed * 1_000_003 + i)[0] for i, prompt in enumerate(prompts)]
-    finally:
-        del model
-        gc.collect()
-    baseline = [tokenizer.decode(reply, skip_special_tokens=True) for reply in replies]
-    judge = Judge(judge_dir, device, max_length=max_length, batch_size=batch_size)
-    try:
-        candidate_scores = judge.scores(prompt_messages, [g["reply"] for g in result["generations"]])
-        baseline_scores = judge.scores(prompt_messages, baseline)
-    finally:
-        judge.close()
-    for generation, reply, mine, theirs in zip(result["generations"], baseline, candidate_scores, baseline_scores):
-        generation.update(reference_reply=reply, judge_score=mine, reference_judge_score=theirs)
-    return win_rate(candidate_scores, baseline_scores, seed)
 
 
 def same_protocol(a: dict[str, Any], b: dict[str, Any]) -> bool:

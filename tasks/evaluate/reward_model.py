@@ -6,7 +6,9 @@ per-pair record as a policy's implicit-reward accuracy (tasks/evaluate/evaluatio
 the gate and every table read it alike. As a judge (`judge=CHECKPOINT`) it scores two
 replies to each eval prompt; the win rate is the share of prompts where the candidate's
 reply scores higher, a tie counting one half, with its bootstrap interval over prompts.
-The judge encodes with its own tokenizer: it need not share the policy's.
+The judge encodes with its own tokenizer: it need not share the policy's. Both sides'
+replies come from the shared batched sampler (tasks/generate/sampling.py), greedy, so
+each side is decoded the same way and the comparison depends on nothing random.
 """
 from __future__ import annotations
 
@@ -18,8 +20,9 @@ from typing import Any
 import torch
 
 from tasks.evaluate.intervals import bootstrap_mean
+from tasks.generate.sampling import SamplingSettings, generate
 from tasks.train.batching import ChatEncoder, Encoded
-from tasks.train.models import load_reward_model, load_tokenizer
+from tasks.train.models import load_policy, load_reward_model, load_tokenizer
 from tasks.train.objective import Policy
 from tasks.train.snapshots import Snapshot
 
@@ -59,6 +62,36 @@ def win_rate(candidate_scores: list[float], baseline_scores: list[float], seed: 
     scores higher, 0.5 on a tie, 0 when lower."""
     outcomes = [1.0 if c > b else 0.5 if c == b else 0.0 for c, b in zip(candidate_scores, baseline_scores)]
     return bootstrap_mean(outcomes, seed=seed).named("win_rate_vs_reference")
+
+
+def greedy_replies(model_dir: Path, prompts: list[list[dict]], *, device: torch.device, max_new_tokens: int,
+                   seed: int, batch_size: int) -> list[str]:
+    """The model's greedy reply to each prompt; the model is freed before returning."""
+    model = load_policy(model_dir, device).eval()
+    try:
+        settings = SamplingSettings(seed=seed, temperature=0.0, max_new_tokens=max_new_tokens)
+        return [g.text for g in generate(model, load_tokenizer(model_dir), prompts, settings=settings,
+                                         batch_size=batch_size)]
+    finally:
+        del model
+        gc.collect()
+
+
+def judged_win_rate(checkpoint_dir: Path, reference_dir: Path, judge_dir: Path, prompts: list[list[dict]], *,
+                    device: torch.device, max_new_tokens: int, seed: int, max_length: int,
+                    batch_size: int) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """(win_rate_vs_reference and its interval, per prompt: both replies and their scores).
+    One model in memory at a time: the checkpoint, then its reference, then the judge."""
+    mine, theirs = (greedy_replies(path, prompts, device=device, max_new_tokens=max_new_tokens, seed=seed,
+                                   batch_size=batch_size) for path in (checkpoint_dir, reference_dir))
+    judge = Judge(judge_dir, device, max_length=max_length, batch_size=batch_size)
+    try:
+        my_scores, their_scores = judge.scores(prompts, mine), judge.scores(prompts, theirs)
+    finally:
+        judge.close()
+    judged = [{"prompt": p[-1]["content"], "reply": a, "reference_reply": b, "judge_score": sa,
+               "reference_judge_score": sb} for p, a, b, sa, sb in zip(prompts, mine, theirs, my_scores, their_scores)]
+    return win_rate(my_scores, their_scores, seed), judged
 
 
 def evaluate_reward_model(checkpoint_dir: Path, info: dict[str, Any], eval_snapshot: Snapshot, *, max_pairs: int,
