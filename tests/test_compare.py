@@ -53,7 +53,10 @@ def test_a_grid_trains_every_cell_from_shared_snapshots_and_reference(prefect_ha
     assert result["reference"]["groups"] == 2 and result["reference"]["computed"] == result["reference"]["sequences"]
     assert all(m["reference_cache"] == "hit" for m in metrics)
     assert all(m["eval_reference_computed"] <= 4 for m in metrics)
-    assert reference_cache.REFERENCE_LOADS - loads_before == 2 + len(rows)  # the shared pass + each cell's samples
+    assert result["reference"]["loads"] == 2
+    # The flow process loaded the reference for the shared pass and at most once per cell
+    # evaluation (the tiny random model's samples may repeat across cells: then cached).
+    assert 2 <= reference_cache.REFERENCE_LOADS - loads_before <= 2 + len(rows)
     # The plots (one per metric, a line per algorithm) and the artifact with the table.
     assert sorted(Path(p).name for p in result["plots"]) == sorted(
         f"{m}.png" for m in ("eval_reward_accuracy", "eval_reward_margin", "kl_to_reference", "mean_generated_length"))

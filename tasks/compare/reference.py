@@ -57,7 +57,8 @@ def _group(groups: dict[tuple, _Group], cell: Cell, snapshot_id: str, text_forma
 def shared_reference(cells: list[Cell], snapshots: dict[str, Snapshot], eval_snapshot: Snapshot,
                      evaluation: EvaluationSettings, home: str | Path,
                      on_batch: Callable[[int, int], None] | None = None) -> dict:
-    """Score every sequence any cell will ask the reference for; {groups, sequences, computed}.
+    """Score every sequence any cell will ask the reference for; {groups, sequences, computed,
+    loads (reference models loaded: at most one per group)}.
 
     `snapshots` maps a cell's name to the snapshot it trains on."""
     groups: dict[tuple, _Group] = {}
@@ -77,7 +78,7 @@ def shared_reference(cells: list[Cell], snapshots: dict[str, Snapshot], eval_sna
         encoder = ChatEncoder(group.tokenizer, config.max_length)
         group.sequences.update({f"{row['row_id']}:{row['row_id']}:{side}": encoder.encode(row["prompt"], row[side])
                                 for row in pairs for side in ("chosen", "rejected")})
-    computed = 0
+    computed, loads_before = 0, reference_cache.REFERENCE_LOADS
     for group in groups.values():
         # The trainer and evaluation pass the same config to the same helpers: the same cache key.
         batch_size = max(c.config.reference_batch_size for c in cells)
@@ -88,4 +89,4 @@ def shared_reference(cells: list[Cell], snapshots: dict[str, Snapshot], eval_sna
             on_batch=on_batch)
         computed += info["computed"]
     return {"groups": len(groups), "sequences": sum(len(g.sequences) for g in groups.values()),
-            "computed": computed}
+            "computed": computed, "loads": reference_cache.REFERENCE_LOADS - loads_before}
