@@ -101,7 +101,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     _print_table(f"trained {args.algo}: {result['checkpoint_id']}", ["metric", "value"],
                  [[k, format_metric(v)] for k, v in sorted(metrics.items())])
     print(f"checkpoint: {result['path']}  (snapshot {result['snapshot_id']})")
-    print(f"load it:    AutoModelForCausalLM.from_pretrained({result['path']!r})")
+    loader = "AutoModelForSequenceClassification" if LOSSES[args.algo].model == "reward_model" else "AutoModelForCausalLM"
+    print(f"load it:    {loader}.from_pretrained({result['path']!r})")
     return 0
 
 
@@ -159,13 +160,14 @@ def _print_nightly(report, home) -> None:
     if report.training_reason:
         print(f"trained because: {report.training_reason}")
     if report.checkpoint_id:
-        metrics = {k: v for k, v in report.metrics.items() if isinstance(v, (int, float))}
+        from tasks.evaluate.intervals import headline_names, with_interval
+
         champion = report.champion_metrics or {}
-        _print_table(f"checkpoint {report.checkpoint_id}", ["metric", "new", "champion before"],
-                     [[k, format_metric(v),
-                       format_metric(champion[k]) if isinstance(champion.get(k), (int, float)) else "—"]
-                      for k, v in sorted(metrics.items())])
-        print(f"{'PROMOTED to champion' if report.promoted else 'NOT promoted'}: {report.decision}")
+        _print_table(f"checkpoint {report.checkpoint_id}", ["metric", "new (95% interval, n)", "champion before"],
+                     [[k, with_interval(report.metrics, k), with_interval(champion, k)]
+                      for k in headline_names(report.metrics)])
+        headline = report.decision_headline or ('PROMOTED to champion' if report.promoted else 'NOT promoted')
+        print(f"{headline}: {report.decision}")
         print(f"checkpoint: {report.checkpoint_path}")
     print(f"champion:   {home.champion} (loads with from_pretrained)")
     print(f"warehouse:  {home.warehouse} (analysts: thumbs query \"select * from label_balance\")")
@@ -176,10 +178,14 @@ def _print_nightly(report, home) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from flows.evaluate import evaluate_flow
+    from schemas.config import load_config
+    from schemas.nightly import EvaluationSettings
+    from tasks.evaluate.intervals import headline_names, with_interval
 
-    result = evaluate_flow(args.checkpoint, home=args.home)
-    _print_table(f"evaluation of {result['checkpoint_id']}", ["metric", "value"],
-                 [[k, format_metric(v)] for k, v in sorted(result["metrics"].items())])
+    settings = load_config(EvaluationSettings, None, args.overrides)
+    result = evaluate_flow(args.checkpoint, home=args.home, **settings.model_dump())
+    _print_table(f"evaluation of {result['checkpoint_id']}", ["metric", "value (95% interval, n)"],
+                 [[k, with_interval(result["metrics"], k)] for k in headline_names(result["metrics"])])
     for plot in result.get("plots", []):
         print(f"plot: {plot}")
     return 0
@@ -258,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = verbs.add_parser("evaluate", help="metrics of a checkpoint on the eval split")
     evaluate.add_argument("checkpoint", help="a checkpoint id or directory")
+    evaluate.add_argument("overrides", nargs="*", metavar="key=value",
+                          help="evaluation settings: max_pairs=1000, generation_prompts=8, max_new_tokens=48, "
+                               "kl_samples=4, seed=0, judge=CHECKPOINT (a reward model: adds the win rate)")
     evaluate.set_defaults(run=cmd_evaluate)
 
     runs = verbs.add_parser("runs", help="recent flow runs and checkpoints")

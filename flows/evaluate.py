@@ -29,24 +29,33 @@ def evaluate_flow(checkpoint: str, home: str | None = None, eval_snapshot: str |
                   generation_prompts: int = evaluation.DEFAULTS["generation_prompts"],
                   max_new_tokens: int = evaluation.DEFAULTS["max_new_tokens"],
                   kl_samples: int = evaluation.DEFAULTS["kl_samples"], seed: int = evaluation.DEFAULTS["seed"],
-                  device: str = "auto", max_length: int | None = None) -> dict[str, Any]:
+                  device: str = "auto", max_length: int | None = None,
+                  judge: str | None = evaluation.DEFAULTS["judge"]) -> dict[str, Any]:
     """Evaluate a checkpoint (id or path) on the eval split.
 
-    Returns {checkpoint_id, metrics, plots, eval_snapshot_id, settings, path, run_id};
-    metrics are named in tasks/evaluate/evaluation.py. To compare two checkpoints, evaluate the
+    Returns {checkpoint_id, metrics, plots, eval_snapshot_id, settings, path, run_id, per_pair};
+    metrics (each mean with m_low, m_high, m_n) are named in tasks/evaluate/evaluation.py;
+    per_pair holds each eval pair's rewards, what the gate compares pair by pair. To compare two checkpoints, evaluate the
     second with eval_snapshot=<the first's eval_snapshot_id>. max_length defaults to the
     checkpoint's training max_length (a base model's baseline: pass the checkpoint's).
+    judge: a reward-model checkpoint (id or path) that judges the checkpoint's replies
+    against its reference's: adds win_rate_vs_reference with its interval.
     """
     home = Home.of(home)
     settings = {"max_pairs": max_pairs, "generation_prompts": generation_prompts, "max_new_tokens": max_new_tokens,
                 "kl_samples": kl_samples, "seed": seed, "device": device, "max_length": max_length}
-    config = {"checkpoint": checkpoint, "eval_snapshot": eval_snapshot, **settings}
+    config = {"checkpoint": checkpoint, "eval_snapshot": eval_snapshot, "judge": judge, **settings}
     with run_lifecycle("evaluate", config, home, lineage_events=True) as run:
         checkpoint_dir, info = resolve_task(checkpoint, home)
         run.inputs.append(file_dataset(checkpoint_dir, "checkpoint", f"checkpoints/{info['checkpoint_id']}",
                                        algo=info["algo"]))
         snapshot = eval_snapshot_task(info, eval_snapshot, run.run_id, home)
         run.inputs.append(snapshot_dataset(snapshot))
+        if judge:
+            judge_dir, judge_info = resolve_task(judge, home)
+            settings["judge"] = judge_dir
+            run.inputs.append(file_dataset(judge_dir, "checkpoint", f"checkpoints/{judge_info['checkpoint_id']}",
+                                           algo=judge_info["algo"]))
         run.announce(settings)
         result = evaluate_task(checkpoint_dir, snapshot, settings, home)
         recorded = record_task(result, info, run.run_id, home)
@@ -57,4 +66,4 @@ def evaluate_flow(checkpoint: str, home: str | None = None, eval_snapshot: str |
             track_evaluation(result["checkpoint_id"], result["metrics"], [*recorded["plots"], recorded["path"]], home)
     return {"checkpoint_id": result["checkpoint_id"], "metrics": result["metrics"], "plots": recorded["plots"],
             "eval_snapshot_id": snapshot.snapshot_id, "settings": result["settings"], "path": recorded["path"],
-            "run_id": run.run_id}
+            "run_id": run.run_id, "per_pair": result.get("per_pair")}

@@ -66,14 +66,19 @@ def nightly_flow(sources_file: str, algo: str = "kto", config_path: str | None =
                 step = "evaluate"
                 evaluated = evaluate_flow(trained["checkpoint_id"], home=str(home), **evaluation_settings)
                 report.metrics, report.plots = evaluated["metrics"], evaluated.get("plots", [])
+                champion_eval = None
                 if champion:  # compared on the same eval pairs: re-evaluated when measured on others
-                    report.champion_metrics = recorded_metrics_on(champion, evaluated["eval_snapshot_id"]) or \
+                    champion_eval = recorded_metrics_on(champion, evaluated) or \
                         evaluate_flow(champion["checkpoint_id"], home=str(home),
-                                      eval_snapshot=evaluated["eval_snapshot_id"], **evaluation_settings)["metrics"]
+                                      eval_snapshot=evaluated["eval_snapshot_id"], **evaluation_settings)
+                    champion_eval = {**champion_eval.get("metrics", champion_eval),
+                                     "per_pair": champion_eval.get("per_pair")}
+                    report.champion_metrics = {k: v for k, v in champion_eval.items() if k != "per_pair"}
                 step = "promote"
-                decision = promote_task(trained, report.metrics, champion, report.champion_metrics, gate_config,
-                                        run.run_id, home)
+                decision = promote_task(trained, {**report.metrics, "per_pair": evaluated["per_pair"]}, champion,
+                                        champion_eval, gate_config, run.run_id, home)
                 report.promoted, report.decision = decision.passed, decision.reason
+                report.decision_headline = decision.headline
         except Exception as exc:
             report.failed_step, report.error = step, first_line(exc)
         report_nightly(report)

@@ -15,7 +15,7 @@ from transformers import AutoModelForCausalLM
 from fixtures_models import model_cache, tiny_llama_dir  # noqa: F401
 from tasks.train.batching import encode_example, pad
 from tasks.train.checkpoints import read_manifest, record_checkpoint
-from tasks.evaluate.evaluation import METRIC_NAMES, evaluate_checkpoint, same_protocol
+from tasks.evaluate.evaluation import INTERVAL_METRICS, METRIC_NAMES, evaluate_checkpoint, same_protocol
 from tasks.train.logprobs import sequence_logps
 from tasks.common.settings import ThumbsError
 from tasks.train.snapshots import create_snapshot
@@ -66,6 +66,19 @@ def test_metrics_are_finite_in_range(trained, evaluated):
     assert metrics["eval_rewards_chosen"] != 0.0  # trained: the policy moved away from its reference
     assert evaluated["eval_snapshot_id"] == trained["pairs"].snapshot_id
     assert evaluated["reference"]["computed"] > 0
+
+
+def test_every_mean_has_its_interval_and_n(evaluated):
+    metrics = evaluated["metrics"]
+    for name in INTERVAL_METRICS:
+        assert metrics[f"{name}_low"] <= metrics[name] <= metrics[f"{name}_high"], name
+    assert metrics["eval_reward_accuracy_n"] == metrics["eval_pairs"] == SMALL["max_pairs"]
+    assert metrics["kl_to_reference_n"] == metrics["kl_samples"]
+    assert metrics["mean_generated_length_n"] == metrics["generation_prompts"]
+    per_pair = evaluated["per_pair"]
+    assert len(per_pair["row_ids"]) == len(per_pair["groups"]) == SMALL["max_pairs"]
+    right = sum(c > r for c, r in zip(per_pair["chosen"], per_pair["rejected"]))
+    assert metrics["eval_reward_accuracy"] == right / SMALL["max_pairs"]
 
 
 def test_reward_accuracy_equals_a_hand_computation_on_four_pairs(trained, evaluated, tiny_llama_dir):
@@ -136,6 +149,7 @@ def test_evaluate_flow_records_metrics_plots_and_lineage(trained, evaluated, pre
         runs = con.execute("SELECT status FROM lineage_runs WHERE run_id = ?", [result["run_id"]]).fetchall()
     assert metrics["eval"]["eval_reward_accuracy"] == result["metrics"]["eval_reward_accuracy"]
     assert metrics["eval"]["eval_snapshot_id"] == result["eval_snapshot_id"]
+    assert metrics["eval"]["per_pair"] == result["per_pair"]  # what a later gate compares pair by pair
     assert "train_loss" in metrics  # the training metrics beside it are kept
     assert runs == [("completed",)]
 

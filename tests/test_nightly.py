@@ -87,6 +87,14 @@ def test_nightly_promotes_then_skips_then_picks_up_a_new_file(watched, home, pre
     assert third.snapshot_id != first.snapshot_id
     decisions = query(home, "select checkpoint_id, promoted from promotions order by decided_at")
     assert [d[0] for d in decisions] == [first.checkpoint_id, third.checkpoint_id]
+    # The second decision compared the two on the same eval pairs: verdict, interval and n recorded.
+    gates = query(home, "select verdict, difference_low, difference, difference_high, pairs from promotions "
+                        "order by decided_at")
+    assert gates[0][0] == "first" and gates[0][1:] == (None, None, None, None)
+    assert gates[1][0] in ("better", "not_worse", "worse", "unmeasurable")
+    assert gates[1][1] <= gates[1][2] <= gates[1][3] and gates[1][4] == third.metrics["eval_pairs"]
+    assert third.decision_headline.split(":")[0] in ("PROMOTED", "NOT promoted")
+    assert f"paired bootstrap on {gates[1][4]} pairs" in third.decision
     runs = query(home, "select status, count(*) from lineage_runs where flow = 'nightly' group by all")
     assert dict(runs) == {"completed": 3}
 

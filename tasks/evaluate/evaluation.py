@@ -25,6 +25,14 @@ Metric names are a contract (the gate in tasks/evaluate/promotion.py and analyst
   generation_truncated_fraction: the share that hit `max_new_tokens` unfinished.
 - eval_wall_time_s: seconds this evaluation took.
 
+Intervals: every mean above (accuracy, margin, rewards, KL, length, truncated fraction) is
+also stored as m_low, m_high, its seeded 95% bootstrap interval, and m_n, how many samples
+it was measured on (tasks/evaluate/intervals.py). Pairs resample by prompt (pairs sharing a
+prompt move together), KL samples by prompt, replies one by one. `per_pair` in the result
+keeps each pair's rewards, so the gate can compare two checkpoints pair by pair.
+max_pairs defaults to 1000: the whole eval split up to that cap, enough that a 0.05
+difference in accuracy lies outside the noise of a paired comparison.
+
 Two evaluations are comparable only when `same_protocol` says so: the same eval
 snapshot id and the same settings (pairs, prompts, tokens, samples, seed, max_length).
 
@@ -53,12 +61,20 @@ from tasks.train.batching import ChatEncoder, Encoded, truncate
 from tasks.train.checkpoints import MANIFEST, read_manifest
 from tasks.train.models import autocast_context, load_policy, load_tokenizer, pick_device, resolve_model, weights_sha256
 from tasks.common.settings import ThumbsError
+from tasks.evaluate.intervals import bootstrap_mean
+from tasks.evaluate.reward_model import Judge, evaluate_reward_model, win_rate
+from tasks.train.algorithms import LOSSES
 from tasks.train.snapshots import Snapshot
 
+# Means over eval samples: each also stored as m_low, m_high (its seeded 95% bootstrap
+# interval, tasks/evaluate/intervals.py) and m_n (the samples it was measured on).
+INTERVAL_METRICS = ("eval_reward_accuracy", "eval_reward_margin", "eval_rewards_chosen", "eval_rewards_rejected",
+                    "kl_to_reference", "mean_generated_length", "generation_truncated_fraction")
 METRIC_NAMES = (
     "eval_reward_accuracy", "eval_reward_margin", "eval_rewards_chosen", "eval_rewards_rejected", "eval_pairs",
     "kl_to_reference", "kl_to_reference_stderr", "kl_samples", "mean_generated_length",
     "generation_truncated_fraction", "generation_prompts", "eval_wall_time_s",
+    *(f"{name}_{part}" for name in INTERVAL_METRICS for part in ("low", "high", "n")),
 )
 # CPU-sized defaults: SmolLM2-135M evaluates in about a minute beside a nightly training run.
 DEFAULTS = EvaluationSettings().model_dump()
@@ -157,13 +173,30 @@ def sample_key(encoded: Encoded) -> str:
     return f"sample:{digest[:32]}"
 
 
-def pair_metrics(chosen: list[float], rejected: list[float]) -> dict[str, float]:
-    """chosen/rejected: β-scaled implicit rewards, one per pair."""
-    n = len(chosen)
-    return {"eval_reward_accuracy": sum(c > r for c, r in zip(chosen, rejected)) / n,
-            "eval_reward_margin": sum(c - r for c, r in zip(chosen, rejected)) / n,
-            "eval_rewards_chosen": sum(chosen) / n, "eval_rewards_rejected": sum(rejected) / n,
-            "eval_pairs": n}
+def prompt_groups(rows: list[dict[str, Any]]) -> list[int]:
+    """For each row, the index of its prompt among the distinct prompts: the unit the
+    bootstrap resamples, since pairs sharing a prompt are not independent."""
+    seen: dict[str, int] = {}
+    return [seen.setdefault(json.dumps(row["prompt"], sort_keys=True), len(seen)) for row in rows]
+
+
+def pair_metrics(chosen: list[float], rejected: list[float], groups: list[int] | None = None,
+                 seed: int = 0) -> dict[str, float]:
+    """chosen/rejected: rewards (β-scaled implicit ones, or a reward model's), one per
+    pair; groups: each pair's prompt (None = every pair its own). Ties count as wrong."""
+    metrics: dict[str, float] = {"eval_pairs": len(chosen)}
+    for name, values in (("eval_reward_accuracy", [float(c > r) for c, r in zip(chosen, rejected)]),
+                         ("eval_reward_margin", [c - r for c, r in zip(chosen, rejected)]),
+                         ("eval_rewards_chosen", chosen), ("eval_rewards_rejected", rejected)):
+        metrics.update(bootstrap_mean(values, groups, seed=seed).named(name))
+    return metrics
+
+
+def per_pair_record(rows: list[dict[str, Any]], chosen: list[float], rejected: list[float]) -> dict[str, list]:
+    """What the gate needs to compare two checkpoints pair by pair (a paired bootstrap):
+    each eval pair's id, prompt group and both rewards."""
+    return {"row_ids": [row["row_id"] for row in rows], "groups": prompt_groups(rows),
+            "chosen": chosen, "rejected": rejected}
 
 
 def kl_estimate(policy_logps: list[float], reference_logps: list[float]) -> tuple[float, float]:
@@ -181,11 +214,15 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, *, home: str | Path | None, 
                         generation_prompts: int = DEFAULTS["generation_prompts"],
                         max_new_tokens: int = DEFAULTS["max_new_tokens"], kl_samples: int = DEFAULTS["kl_samples"],
                         seed: int = DEFAULTS["seed"], device: str = "auto", batch_size: int | None = None,
-                        max_length: int | None = None, progress: Progress | None = None) -> dict[str, Any]:
-    """{checkpoint_id, metrics (METRIC_NAMES), eval_snapshot_id, settings, reference, generations}.
+                        max_length: int | None = None, progress: Progress | None = None,
+                        judge: str | Path | None = DEFAULTS["judge"]) -> dict[str, Any]:
+    """{checkpoint_id, metrics (METRIC_NAMES), eval_snapshot_id, settings, reference, generations, per_pair}.
 
     max_length defaults to the checkpoint's training max_length; set it to evaluate a base
-    model on the same truncation as a checkpoint trained from it."""
+    model on the same truncation as a checkpoint trained from it. judge: a reward-model
+    checkpoint directory; the greedy replies of the checkpoint and of its reference are
+    scored by it, adding win_rate_vs_reference (tasks/evaluate/reward_model.py). A
+    reward-model checkpoint itself is evaluated by its pairwise accuracy alone."""
     say = progress or (lambda message: None)
     started = time.perf_counter()
     checkpoint_dir = Path(checkpoint_dir)
@@ -196,6 +233,9 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, *, home: str | Path | None, 
     if min(max_pairs, generation_prompts, max_new_tokens, kl_samples, batch_size) < 1:
         raise ThumbsError("max_pairs, generation_prompts, max_new_tokens, kl_samples, batch_size: must be >= 1")
     target = pick_device(device)
+    if info["algo"] is not None and LOSSES[info["algo"]].model == "reward_model":
+        return evaluate_reward_model(checkpoint_dir, info, eval_snapshot, max_pairs=max_pairs, seed=seed,
+                                     device=target, batch_size=batch_size, max_length=max_length)
     reference_dir, trained_sha = reference_of(info, checkpoint_dir)
     reference_sha = weights_sha256(reference_dir)
     if trained_sha and reference_sha != trained_sha:
@@ -247,18 +287,24 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, *, home: str | Path | None, 
     def reward(k: str) -> float:
         return beta * (policy[k] - reference[k])
 
-    metrics: dict[str, Any] = pair_metrics([reward(f"{r['row_id']}:{r['row_id']}:chosen") for r in pairs],
-                                           [reward(f"{r['row_id']}:{r['row_id']}:rejected") for r in pairs])
-    kl, kl_stderr = kl_estimate([policy[k] for k in sample_keys], [reference[k] for k in sample_keys])
+    chosen = [reward(f"{r['row_id']}:{r['row_id']}:chosen") for r in pairs]
+    rejected = [reward(f"{r['row_id']}:{r['row_id']}:rejected") for r in pairs]
+    metrics: dict[str, Any] = pair_metrics(chosen, rejected, prompt_groups(pairs), seed)
+    policy_logps, reference_logps = [policy[k] for k in sample_keys], [reference[k] for k in sample_keys]
+    kl, kl_stderr = kl_estimate(policy_logps, reference_logps)
+    sample_prompt = [i // kl_samples for i in range(len(sample_keys))]  # a prompt's samples resample together
+    metrics.update(bootstrap_mean([p - r for p, r in zip(policy_logps, reference_logps)], sample_prompt,
+                                  seed=seed).named("kl_to_reference"))
     lengths = [len(reply) - (reply[-1:] == [eos]) for reply in greedy]
+    metrics.update(bootstrap_mean(lengths, seed=seed).named("mean_generated_length"))
+    metrics.update(bootstrap_mean([float(reply[-1:] != [eos]) for reply in greedy], seed=seed)
+                   .named("generation_truncated_fraction"))
     metrics.update(kl_to_reference=kl, kl_to_reference_stderr=kl_stderr, kl_samples=len(sample_keys),
-                   mean_generated_length=sum(lengths) / len(lengths),
-                   generation_truncated_fraction=sum(reply[-1:] != [eos] for reply in greedy) / len(greedy),
                    generation_prompts=len(prompts), eval_wall_time_s=time.perf_counter() - started)
     bad = [k for k, v in metrics.items() if not math.isfinite(v)]
     if bad:
         raise ThumbsError(f"{checkpoint_dir}: evaluation gave non-finite {', '.join(bad)}; check the weights")
-    return {
+    result = {
         "checkpoint_id": info["checkpoint_id"], "checkpoint_path": str(checkpoint_dir), "metrics": metrics,
         "eval_snapshot_id": eval_snapshot.snapshot_id,
         "settings": {"max_pairs": max_pairs, "generation_prompts": generation_prompts, "max_new_tokens": max_new_tokens,
@@ -267,7 +313,41 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, *, home: str | Path | None, 
                       "computed": cached.computed},
         "generations": [{"prompt": messages[-1]["content"], "reply": tokenizer.decode(reply, skip_special_tokens=True)}
                         for messages, reply in zip(prompt_messages, greedy)],
+        "per_pair": per_pair_record(pairs, chosen, rejected),
     }
+    if judge:
+        say(f"judge {judge}: the reference's greedy replies, then both sides scored")
+        result["metrics"].update(judged_win_rate(result, prompt_messages, prompts, reference_dir, Path(judge),
+                                                 device=target, max_new_tokens=max_new_tokens, eos=eos, seed=seed,
+                                                 max_length=max_length, batch_size=batch_size))
+        result["settings"]["judge"] = str(judge)
+    return result
+
+
+def judged_win_rate(result: dict[str, Any], prompt_messages: list[list[dict]], prompts: list[list[int]],
+                    reference_dir: Path, judge_dir: Path, *, device: torch.device, max_new_tokens: int, eos: int,
+                    seed: int, max_length: int, batch_size: int) -> dict[str, float]:
+    """win_rate_vs_reference: the checkpoint's greedy reply against its reference's on each
+    generation prompt, judged by a reward model; each generation gains both replies' scores.
+    One model in memory at a time: the reference generates and is freed, then the judge."""
+    tokenizer = load_tokenizer(reference_dir)
+    model = load_policy(reference_dir, device).eval()
+    try:  # the same decoding loop and per-prompt seed as the checkpoint's replies
+        replies = [generate(model, prompt, device=device, max_new_tokens=max_new_tokens, eos_token_id=eos, samples=1,
+                            seed=seed * 1_000_003 + i)[0] for i, prompt in enumerate(prompts)]
+    finally:
+        del model
+        gc.collect()
+    baseline = [tokenizer.decode(reply, skip_special_tokens=True) for reply in replies]
+    judge = Judge(judge_dir, device, max_length=max_length, batch_size=batch_size)
+    try:
+        candidate_scores = judge.scores(prompt_messages, [g["reply"] for g in result["generations"]])
+        baseline_scores = judge.scores(prompt_messages, baseline)
+    finally:
+        judge.close()
+    for generation, reply, mine, theirs in zip(result["generations"], baseline, candidate_scores, baseline_scores):
+        generation.update(reference_reply=reply, judge_score=mine, reference_judge_score=theirs)
+    return win_rate(candidate_scores, baseline_scores, seed)
 
 
 def same_protocol(a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -27,6 +27,7 @@ from tasks.common.files import replaced_directory
 from tasks.common.home import Home
 from tasks.common.settings import ThumbsError, code_version
 from tasks.evaluate import evaluation
+from tasks.evaluate.intervals import headline_names, with_interval
 from tasks.evaluate.plots import plot_curves
 from tasks.evaluate.promotion import (GateDecision, current_champion, gate, point_champion_alias, record_decision,
                                      what_changed)
@@ -94,11 +95,12 @@ def write_evaluation_dir(result: dict[str, Any], info: dict[str, Any], home: Hom
 
 
 def evaluation_markdown(result: dict[str, Any], plots: list[Path]) -> str:
-    rows = "\n".join(f"| {name} | {result['metrics'][name]:.4g} |" for name in evaluation.METRIC_NAMES)
+    rows = "\n".join(f"| {name} | {with_interval(result['metrics'], name)} |"
+                     for name in headline_names(result["metrics"]))
     links = "\n".join(f"- [{p.name}](file://{p})" for p in plots) or "- no training curves (no metrics.jsonl)"
     replies = "\n".join(f"- **{g['prompt'][:80]}** → {g['reply'][:160]!r}" for g in result["generations"][:3])
     return (f"# Evaluation of `{result['checkpoint_id']}`\n\neval snapshot `{result['eval_snapshot_id']}`, "
-            f"settings `{json.dumps(result['settings'])}`\n\n| metric | value |\n|---|---|\n{rows}\n\n"
+            f"settings `{json.dumps(result['settings'])}`\n\n| metric | value [95% interval] n |\n|---|---|\n{rows}\n\n"
             f"## Curves\n{links}\n\n## Greedy replies (first 3)\n{replies}\n")
 
 
@@ -108,8 +110,9 @@ def record_task(result: dict[str, Any], info: dict[str, Any], run_id: str, home:
     result = {**result, "run_id": run_id, "code_version": code_version(),
               "evaluated_at": datetime.now(timezone.utc).isoformat()}
     directory, plots = write_evaluation_dir(result, info, home)
+    # per_pair: what a later gate compares a new candidate against, pair by pair.
     recorded = {**result["metrics"], "eval_snapshot_id": result["eval_snapshot_id"], "settings": result["settings"],
-                "evaluated_at": result["evaluated_at"], "run_id": run_id}
+                "evaluated_at": result["evaluated_at"], "run_id": run_id, "per_pair": result.get("per_pair")}
     with connect(home) as con:
         updated = run_sql(con, "statements/lineage/record_evaluation.sql", {
             "checkpoint_id": result["checkpoint_id"], "evaluation": json.dumps(recorded)}).fetchall()
@@ -146,6 +149,7 @@ def promote_task(checkpoint: dict[str, Any], candidate: dict[str, float], champi
                  champion_eval: dict[str, float] | None, gate_config: GateConfig, run_id: str,
                  home: Home) -> GateDecision:
     decision = gate(candidate, champion_eval, gate_config)
+    get_run_logger().info("%s: %s", decision.headline, decision.reason)
     with connect(home) as con:
         record_decision(con, checkpoint["checkpoint_id"], run_id, decision,
                         champion["checkpoint_id"] if champion else None)

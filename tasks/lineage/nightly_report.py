@@ -8,6 +8,7 @@ from typing import Any
 from prefect.artifacts import create_markdown_artifact
 
 from tasks.common.markdown import table
+from tasks.evaluate.intervals import headline_names, with_interval
 from tasks.ingest.load import FileResult
 
 
@@ -30,7 +31,8 @@ class NightlyReport:
     champion_metrics: dict[str, Any] | None = None
     plots: list[str] = field(default_factory=list)
     promoted: bool = False
-    decision: str | None = None
+    decision: str | None = None  # the gate's reason, worded from the paired interval
+    decision_headline: str | None = None  # e.g. "NOT promoted: the difference ... is not measurable"
     failed_step: str | None = None
     error: str | None = None
 
@@ -66,16 +68,15 @@ def nightly_markdown(report: NightlyReport) -> str:
         lines.append(f"checkpoint `{report.checkpoint_id}` from snapshot `{report.snapshot_id}`; "
                      f"trained because: {report.training_reason}")
     if report.metrics:
-        names = sorted(k for k, v in report.metrics.items() if isinstance(v, (int, float)))
         champion = report.champion_metrics or {}
-        lines.append(table(["metric", "new", f"champion {report.champion_before or '(none)'}"],
-                           [[n, f"{report.metrics[n]:.4f}",
-                             f"{champion[n]:.4f}" if isinstance(champion.get(n), (int, float)) else "—"]
-                            for n in names]))
+        lines.append(table(["metric (95% interval, n)", "new", f"champion {report.champion_before or '(none)'}"],
+                           [[n, with_interval(report.metrics, n), with_interval(champion, n)]
+                            for n in headline_names(report.metrics)]))
         lines += [f"![curve]({p})" for p in report.plots]
     if report.decision is not None:
         lines.append("## promotion")
-        lines.append(f"**{'promoted to champion' if report.promoted else 'not promoted'}**: {report.decision}")
+        headline = report.decision_headline or ('promoted to champion' if report.promoted else 'not promoted')
+        lines.append(f"**{headline}**: {report.decision}")
     return "\n\n".join(lines)
 
 

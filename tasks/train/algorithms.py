@@ -24,12 +24,15 @@ class LossSpec:
     kl_reference_logps, desirable, lengths; paired batches offer
     {policy,reference}_{chosen,rejected}_logps, chosen_lengths,
     rejected_lengths; hyperparameters (beta, lambda_d, ...) and kl_reduce come
-    from the config and the trainer.
+    from the config and the trainer. A `reward_model` trains a scalar head
+    (AutoModelForSequenceClassification, num_labels=1) instead of the language
+    model, and its paired batches offer chosen_scores and rejected_scores.
     """
 
     function: str  # the loss's name in tasks/train/losses.py
     batch: Literal["unpaired", "paired"]
     inputs: tuple[str, ...]
+    model: Literal["causal_lm", "reward_model"] = "causal_lm"
 
     @property
     def fn(self) -> Callable[..., tuple[Any, dict[str, float]]]:
@@ -62,4 +65,5 @@ LOSSES: dict[str, LossSpec] = {
     "slic": LossSpec("slic_loss", "paired", ("policy_chosen_logps", "policy_rejected_logps", "beta", "chosen_lengths")),
     "sft": LossSpec("sft_loss", "unpaired", ("policy_logps", "desirable", "lengths")),
     "csft": LossSpec("csft_loss", "unpaired", ("policy_logps", "desirable", "lengths")),
+    "rm": LossSpec("bradley_terry_loss", "paired", ("chosen_scores", "rejected_scores"), model="reward_model"),
 }

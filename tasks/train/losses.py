@@ -255,3 +255,14 @@ def csft_loss(policy_logps: Tensor, desirable: Tensor, *, lengths: Tensor) -> tu
     _positive(lengths, "lengths")
     nll = _token_nll(policy_logps, lengths)
     return nll, _sft_metrics(nll, lengths, desirable.to(torch.bool))
+
+
+def bradley_terry_loss(chosen_scores: Tensor, rejected_scores: Tensor) -> tuple[Tensor, Metrics]:
+    """A reward model's Bradley-Terry loss (Ouyang et al. 2022, eq. 1): −log σ(r(x, y_w) − r(x, y_l)).
+
+    The scores are the reward head's outputs, not log-probs; the "rewards" in the metrics
+    are those scores, and reward_accuracy is the share of pairs ranked right.
+    """
+    _batch_size("Bradley-Terry", chosen_scores=chosen_scores, rejected_scores=rejected_scores)
+    losses = -F.logsigmoid(chosen_scores - rejected_scores)
+    return losses.mean(), _pair_metrics(chosen_scores, rejected_scores)

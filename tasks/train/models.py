@@ -223,6 +223,20 @@ def load_policy(path: Path, device: torch.device, dtype: torch.dtype = torch.flo
     return model.to(device)
 
 
+
+def load_reward_model(path: Path, device: torch.device, pad_token_id: int, *, gradient_checkpointing: bool = False):
+    """`path` with a scalar reward head (AutoModelForSequenceClassification, num_labels=1):
+    a base model gets a fresh head, a reward-model checkpoint its trained one. float32 as
+    load_policy. pad_token_id goes into the config, where the head's pooling looks for the
+    last token that is not padding, so the checkpoint scores batches when loaded elsewhere."""
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32,
+                                                               pad_token_id=pad_token_id)
+    if gradient_checkpointing:
+        model.activation_checkpointing_enable({"use_reentrant": False})
+    return model.to(device)
+
 def pick_device(pref: str = "auto") -> torch.device:
     """`auto` takes CUDA when present; asking for `cuda` without one is an error, not a
     silent fallback to a CPU run that would take 100x longer."""

@@ -44,6 +44,15 @@ class Policy:
         with autocast_context(self.device):
             return sequence_logps(self.model, batch.to(self.device))
 
+    def scores(self, encoded: list[Encoded]) -> torch.Tensor:
+        """A reward model's score of each sequence: its head at the last token that is not
+        padding. Always a padded batch, since the head pools one position per row, and
+        float32, since the loss takes differences of scores."""
+        batch = pad(encoded, self.pad_token_id).to(self.device)
+        with autocast_context(self.device):
+            scores = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        return scores[:, 0].float()
+
 
 @dataclass
 class Objective:
@@ -70,8 +79,11 @@ class Objective:
         """The keyword arguments LOSSES[algo] asks for, and the tokens forwarded to get them."""
         main = micro.main_sequences(list(seqs.rows.replies))
         encoded = [seqs.encoded(s) for s in main]
-        logps, lengths = policy.logps(encoded)
         tokens = sum(len(e.input_ids) for e in encoded)
+        if self.spec.model == "reward_model":  # paired: all chosen, then all rejected
+            scores, n = policy.scores(encoded), len(micro.rows)
+            return {**self.hyper, "chosen_scores": scores[:n], "rejected_scores": scores[n:]}, tokens
+        logps, lengths = policy.logps(encoded)
 
         def ref(sequences: list[Seq]) -> torch.Tensor:
             return torch.tensor([self.reference[seqs.key(s)] for s in sequences], dtype=torch.float32,

@@ -28,7 +28,7 @@ from tasks.train import reference_cache
 from tasks.train.batching import ChatEncoder
 from tasks.train.data import Batches, TrainingData, plan_data
 from tasks.train.losses import LOSSES
-from tasks.train.models import load_policy, load_tokenizer, pick_device, resolve_model, weights_sha256
+from tasks.train.models import load_policy, load_reward_model, load_tokenizer, pick_device, resolve_model, weights_sha256
 from tasks.train.objective import Objective, Policy, mean_metrics, objective_for
 from tasks.train.snapshots import Snapshot, load_snapshot
 from tasks.train.state import Progress, Reporter, TrainingState, final_metrics
@@ -168,7 +168,11 @@ def train(config: TrainConfig, snapshot: Snapshot, run_dir: Path, *, home: str |
     objective = objective_for(config, data.trained_labels, *load_reference(run, data, emit))
     # The policy (decoder layers recomputed in the backward unless gradient_checkpointing
     # is off), AdamW and its schedule; resumed: their saved state and the metrics so far.
-    model = load_policy(run.model_dir, run.device, gradient_checkpointing=config.gradient_checkpointing)
+    if spec.model == "reward_model":
+        model = load_reward_model(run.model_dir, run.device, run.tokenizer.pad_token_id,
+                                  gradient_checkpointing=config.gradient_checkpointing)
+    else:
+        model = load_policy(run.model_dir, run.device, gradient_checkpointing=config.gradient_checkpointing)
     policy = Policy(model.train(), run.device, config.packing, run.tokenizer.pad_token_id)
     state = TrainingState.start(policy, config)
     if resume:
