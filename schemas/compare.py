@@ -51,9 +51,10 @@ class CompareConfig(BaseModel):
     @field_validator("algos")
     @classmethod
     def _known(cls, algos: list[str]) -> list[str]:
-        unknown = [a for a in algos if a not in LOSSES]
-        if unknown:
-            raise ValueError(f"unknown algorithm(s) {unknown}; choose from {', '.join(LOSSES)}")
+        policies = [name for name, spec in LOSSES.items() if spec.model == "causal_lm"]
+        unknown = [a for a in algos if a not in policies]
+        if unknown:  # a reward model is a judge (evaluation.judge), not a policy with implicit rewards
+            raise ValueError(f"{unknown}: not a policy algorithm; choose from {', '.join(policies)}")
         return algos
 
     @field_validator("betas")
@@ -105,7 +106,7 @@ def load_grid(config_path: str | None, overrides: Sequence[str]) -> tuple[Compar
     lines = [Line(name=a, algo=a, overrides=[]) for a in grid.algos]
     for variant in grid.variants:
         algo, *extra = variant.split()
-        if algo not in LOSSES or not extra:
+        if algo not in LOSSES or LOSSES[algo].model != "causal_lm" or not extra:
             raise ThumbsError(f"variant '{variant}': expected '<algo> key=value ...' with an algorithm of "
                               f"{', '.join(LOSSES)}")
         lines.append(Line(name=variant, algo=algo, overrides=extra))
