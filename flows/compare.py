@@ -30,18 +30,18 @@ def compare_flow(overrides: Sequence[str] = (), config_path: str | None = None,
     Returns {comparison_id, rows (one per cell), trained (cells trained by this run),
     reference (the shared reference pass), plots, markdown, run_id}.
     """
-    settings, cells = load_grid(config_path, list(overrides))
+    grid_config, cells = load_grid(config_path, list(overrides))
     home = Home.of(home)
     with run_lifecycle("compare", {"overrides": list(overrides), "config_path": config_path}, home,
                        one_at_a_time=True) as run:
         snapshots, eval_snapshot = snapshots_task(cells, run.run_id, home)
         comparison_id = grid.comparison_id(cells, {c.name: snapshots[c.name].snapshot_id for c in cells}
-                                           | {"eval": eval_snapshot.snapshot_id}, settings.evaluation.model_dump())
+                                           | {"eval": eval_snapshot.snapshot_id}, grid_config.evaluation.model_dump())
         finished = {row["cell"] for row in finished_cells_task(comparison_id, home)}
         todo = [c for c in cells if c.name not in finished]
-        reference = reference_task(todo, snapshots, eval_snapshot, settings.evaluation, home) if todo else None
+        reference = reference_task(todo, snapshots, eval_snapshot, grid_config.evaluation, home) if todo else None
         futures = cell_task.map(todo, [snapshots[c.name] for c in todo], unmapped(eval_snapshot),
-                                unmapped(settings.evaluation), unmapped(comparison_id), unmapped(run.run_id),
+                                unmapped(grid_config.evaluation), unmapped(comparison_id), unmapped(run.run_id),
                                 unmapped(home))
         for future in futures:
             future.wait()
@@ -50,7 +50,7 @@ def compare_flow(overrides: Sequence[str] = (), config_path: str | None = None,
         failed = [c.name for c, state in zip(todo, states) if not state.is_completed()]
         notes = [f"{len(cells)} cells, {len(finished)} kept from an earlier run, {len(todo) - len(failed)} trained now"
                  + (f", {len(failed)} failed: {', '.join(failed)}" if failed else ""),
-                 f"eval pairs: snapshot `{eval_snapshot.snapshot_id}`, {settings.evaluation.max_pairs} at most",
+                 f"eval pairs: snapshot `{eval_snapshot.snapshot_id}`, {grid_config.evaluation.max_pairs} at most",
                  "reference log-probs: " + ("none needed" if reference is None else
                                             f"{reference['sequences']} sequences, {reference['computed']} computed "
                                             f"once before the cells ({reference['groups']} cache file(s))")]

@@ -79,9 +79,9 @@ def shared_reference(cells: list[Cell], snapshots: dict[str, Snapshot], eval_sna
         group.sequences.update({f"{row['row_id']}:{row['row_id']}:{side}": encoder.encode(row["prompt"], row[side])
                                 for row in pairs for side in ("chosen", "rejected")})
     computed, loads_before = 0, reference_cache.REFERENCE_LOADS
+    batch_size = max(c.config.reference_batch_size for c in cells)  # how many per forward: not in the key
     for group in groups.values():
-        # The trainer and evaluation pass the same config to the same helpers: the same cache key.
-        batch_size = max(c.config.reference_batch_size for c in cells)
+        # The same helpers the trainer and the evaluation call, with the same inputs: the same cache key.
         _, info = reference_cache.for_run(
             group.sequences, reference_dir=group.reference_dir, reference_name=group.reference_name,
             snapshot_id=group.snapshot_id, max_length=group.max_length, tokenizer=group.tokenizer,
