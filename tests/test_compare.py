@@ -46,6 +46,9 @@ def test_a_grid_trains_every_cell_from_shared_snapshots_and_reference(prefect_ha
     metrics = [json.loads(r[5]) for r in rows]
     # Every cell is evaluated on the same eval pairs, with the evaluation's metrics.
     assert len({m["eval_pairs"] for m in metrics}) == 1 and metrics[0]["eval_pairs"] >= 2
+    # ... with their intervals, which the table prints as "value [low, high]".
+    assert all(m["eval_reward_accuracy_low"] <= m["eval_reward_accuracy"] <= m["eval_reward_accuracy_high"]
+               for m in metrics)
     assert {r["eval_snapshot_id"] for r in result["rows"]} == {result["rows"][0]["eval_snapshot_id"]}
     # Reference log-probs: one pass before the cells, one model load per cache file (the
     # pairs snapshot's and the feedback snapshot's); every trainer found all it needed
@@ -63,6 +66,8 @@ def test_a_grid_trains_every_cell_from_shared_snapshots_and_reference(prefect_ha
     assert all(Path(p).read_bytes().startswith(b"\x89PNG") for p in result["plots"])
     artifact = Artifact.get(result["comparison_id"])
     assert artifact is not None and "| kto | 0.5 |" in artifact.data and "dpo" in artifact.data
+    kto_row = next(line for line in artifact.data.splitlines() if line.startswith("| kto | 0.5 |"))
+    assert kto_row.count("[") >= 2  # accuracy and margin with their intervals
 
     # The same grid again: nothing to train, the same rows.
     again = compare_flow(["algos=dpo,kto", "betas=0.1,0.5", f"model={tiny_llama_dir}", *TINY], home=str(home))
