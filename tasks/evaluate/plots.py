@@ -119,6 +119,9 @@ def plot_against_beta(rows: list[dict[str, Any]], metrics: tuple[str, ...], out_
             if bands:
                 axes.fill_between([b for b, _, _ in bands], [lo for _, lo, _ in bands], [hi for _, _, hi in bands],
                                   color=color, alpha=0.2, linewidth=0)
+                # and a bar at each β: a band needs two βs, a single-β grid still shows its intervals
+                axes.vlines([b for b, _, _ in bands], [lo for _, lo, _ in bands], [hi for _, _, hi in bands],
+                            color=color, alpha=0.6)
             drawn = True
         if metric == "eval_reward_accuracy":
             axes.axhline(0.5, color="grey", linestyle=":", linewidth=1, label="chance")
