@@ -109,6 +109,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from flows.compare import compare_flow
+    from tasks.compare.grid import table
+
+    result = compare_flow(args.overrides, args.config, home=args.home)
+    header, body = table(result["rows"])
+    _print_table(f"comparison {result['comparison_id']}", header, body)
+    for note in result["notes"]:
+        print(note)
+    print(f"plots: {', '.join(result['plots'])}")
+    print(f"rows:  thumbs query \"select * from experiments where comparison_id = '{result['comparison_id']}'\"")
+    return 0
+
+
 def cmd_query(args: argparse.Namespace) -> int:
     from tasks.warehouse.query import render, run_query
 
@@ -228,6 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", metavar="key=value",
                        help="model, reference, steps, batch_size, max_length, lr, beta, seed, device, sources, ...")
     train.set_defaults(run=cmd_train)
+
+    compare = verbs.add_parser("compare", help="train and evaluate a grid of algorithms x beta from one snapshot")
+    compare.add_argument("--config", help="YAML file of training options for every cell")
+    compare.add_argument("overrides", nargs="*", metavar="key=value",
+                         help="algos=dpo,ipo,kto betas=0.01,0.1 'variants=[kto desirable_fraction=0.1]' "
+                              "evaluation.max_pairs=500, and training options for every cell (steps=..., ...)")
+    compare.set_defaults(run=cmd_compare)
 
     query = verbs.add_parser("query", help="read-only SQL over the feedback tables")
     query.add_argument("sql")

@@ -51,6 +51,9 @@ class TrainConfig(BaseModel):
     sources: list[str] | None = Field(None, description="None = every source in the warehouse")
     max_rows: int | None = Field(None, ge=2, description="train on a seeded subset of this many rows")
     one_per_prompt: bool = Field(False, description="KTO: one completion per prompt (the paper's 1-y-per-x)")
+    desirable_fraction: float = Field(
+        1.0, gt=0, le=1, description="thumbs algorithms: train on this seeded share of the desirable rows "
+                                     "(the KTO paper's ablation: 0.1 drops 90% of them); undesirable rows all kept")
 
     # Losses.
     beta: float = Field(0.1, gt=0)
@@ -74,5 +77,7 @@ class TrainConfig(BaseModel):
             raise ValueError(f"batch_size: {self.algo.upper()} needs >= 2 examples per batch for its KL reference point")
         if self.one_per_prompt and spec.batch != "unpaired":
             raise ValueError(f"one_per_prompt: only for algorithms trained on thumbs, not {self.algo}")
+        if self.desirable_fraction < 1 and spec.batch != "unpaired":
+            raise ValueError(f"desirable_fraction: only for algorithms trained on thumbs, not {self.algo}")
         return self
 

@@ -91,3 +91,46 @@ def plot_curves(metrics_file: Path, out_dir: Path, *, title: str,
            evaluation.get("eval_reward_margin"))
     rewards.suptitle(f"{title}: implicit rewards")
     return [_save(loss, out_dir / "loss.png"), _save(rewards, out_dir / "rewards.png")]
+
+
+def plot_against_beta(rows: list[dict[str, Any]], metrics: tuple[str, ...], out_dir: Path, *,
+                      title: str) -> list[Path]:
+    """One PNG per metric (<metric>.png) in out_dir: the metric against β (log scale), one
+    line per `line` of the rows, a band between m_low and m_high where the metrics have
+    them. rows: {line, beta, metrics}, as the `experiments` table holds them."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = sorted({row["line"] for row in rows})
+    paths = []
+    for metric in metrics:
+        figure = Figure(figsize=(7, 4.5))
+        axes = figure.add_subplot(1, 1, 1)
+        drawn = False
+        for index, line in enumerate(lines):
+            points = sorted((r["beta"], r["metrics"]) for r in rows
+                            if r["line"] == line and isinstance(r["metrics"].get(metric), (int, float)))
+            if not points:
+                continue
+            color = f"C{index % 10}"
+            betas = [beta for beta, _ in points]
+            axes.plot(betas, [m[metric] for _, m in points], "o-", color=color, label=line)
+            bands = [(beta, m[f"{metric}_low"], m[f"{metric}_high"]) for beta, m in points
+                     if isinstance(m.get(f"{metric}_low"), (int, float))
+                     and isinstance(m.get(f"{metric}_high"), (int, float))]
+            if bands:
+                axes.fill_between([b for b, _, _ in bands], [lo for _, lo, _ in bands], [hi for _, _, hi in bands],
+                                  color=color, alpha=0.2, linewidth=0)
+                # and a bar at each β: a band needs two βs, a single-β grid still shows its intervals
+                axes.vlines([b for b, _, _ in bands], [lo for _, lo, _ in bands], [hi for _, _, hi in bands],
+                            color=color, alpha=0.6)
+            drawn = True
+        if metric == "eval_reward_accuracy":
+            axes.axhline(0.5, color="grey", linestyle=":", linewidth=1, label="chance")
+        axes.set_xscale("log")
+        axes.set_xlabel("β")
+        axes.set_ylabel(metric)
+        axes.grid(alpha=0.3, which="both")
+        if drawn:
+            axes.legend(fontsize=8)
+        figure.suptitle(f"{title}: {metric} (bands: 95% interval where reported)")
+        paths.append(_save(figure, out_dir / f"{metric}.png"))
+    return paths

@@ -156,6 +156,14 @@ class TrainingData:
         return None if labels is None else [labels[r] for r in self.rows_trained]
 
 
+def keep_desirable_fraction(rows: list[int], labels: list[bool], fraction: float, seed: int) -> list[int]:
+    """`rows` with a seeded `fraction` of their desirable rows kept (rounded, at least one)
+    and every undesirable row: the KTO paper's data ablation. The eval split is untouched."""
+    desirable = [r for r in rows if labels[r]]
+    keep = set(random.Random(seed + 2).sample(desirable, max(1, round(fraction * len(desirable))))) if desirable else set()
+    return [r for r in rows if not labels[r] or r in keep]
+
+
 def plan_data(snapshot: Snapshot, config: TrainConfig, encoder: ChatEncoder, kl_rows: bool) -> TrainingData:
     """Both splits' rows and their batch plans: steps * grad_accum micro-batches of the
     train split, at most eval_batches of a seeded sample of the eval split."""
@@ -164,6 +172,8 @@ def plan_data(snapshot: Snapshot, config: TrainConfig, encoder: ChatEncoder, kl_
     used = list(range(len(train_seqs.rows.row_ids)))
     if config.max_rows is not None and config.max_rows < len(used):
         used = sorted(random.Random(config.seed).sample(used, config.max_rows))
+    if config.desirable_fraction < 1:
+        used = keep_desirable_fraction(used, train_seqs.rows.labels, config.desirable_fraction, config.seed)
     if len(used) < (2 if kl_rows else 1):
         raise ThumbsError(f"{snapshot.path}: {len(used)} train row(s): too few to train {config.algo}")
     train_plan = plan_batches(used, [train_seqs.length(r) for r in used], batch_size=config.batch_size,

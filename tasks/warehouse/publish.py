@@ -20,7 +20,7 @@ from tasks.warehouse.connection import run_sql
 
 PUBLISHED_TABLES = (
     "feedback", "preference_pairs", "feedback_ties", "quarantine", "ingest_runs",
-    "lineage_runs", "snapshots", "checkpoints", "promotions",
+    "lineage_runs", "snapshots", "checkpoints", "promotions", "experiments",
 )
 
 

@@ -1,0 +1,133 @@
+"""Do the models get better? The papers' comparison on a real model, as one `thumbs compare`.
+
+    flock /tmp/thumbs-heavy.lock .venv/bin/python benchmarks/quality.py            # CPU, ~2 h (see below)
+    .venv/bin/python benchmarks/quality.py --tiny                                  # a minute: proves it runs
+    .venv/bin/python benchmarks/quality.py --steps 1000 --max-length 512 --eval-pairs 1000   # a GPU
+
+What runs: SmolLM2-135M-Instruct (the `smollm2-135m` preset, as `thumbs demo` loads it),
+trained on Anthropic HH-RLHF from ../shared/data (THUMBS_SHARED_DATA, or --data): every
+file of hh-rlhf/ ingested and binarized by thumbs (the eval split is held out by prompt,
+so no cell trains on an eval pair), then `compare_flow` (flows/compare.py) with
+DPO, IPO and KTO at three values of β, plus KTO with 90% of its desirable rows dropped
+(`variants=[kto desirable_fraction=0.1]`), every cell from the same snapshots with the
+reference log-probs computed once, evaluated on the same held-out pairs. The device is
+`auto`: unchanged on a GPU, where larger --steps/--max-length/--eval-pairs fit.
+
+The CPU budget (about 2 h on 2 cores for 12 cells, ~10 min a cell): max_length 256
+(most HH turns fit; longer ones are truncated, the same for every cell), batch 8, 60 steps
+(480 examples a cell), lr 1e-5 with 6 warm-up steps, 300 eval pairs (a 95% interval of
+about ±0.055 on accuracy) and a short generation pass (8 prompts, 32 tokens, 2 samples
+for the KL). Measured: `thumbs train --algo dpo steps=100 batch_size=8` at max_length 512
+took 24 min on this machine, so 60 steps at 256 is ~6-8 min, plus ~2 min of evaluation.
+
+Writes: the comparison table and notes on stdout and in <home>/comparisons/<id>/
+(comparison.md, one PNG per metric against β); the rows in `experiments`; with
+--record, the table appended to benchmarks/quality.md with the machine's load.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT_ROOT))
+
+TINY_ROWS = 120  # --tiny: HH rows ingested from one file
+
+
+def ingest_hh(home: Path, data: Path, tiny: bool) -> None:
+    """Every HH file of the shared data (--tiny: the first TINY_ROWS of one), ingested and binarized."""
+    import gzip
+    import itertools
+
+    from schemas.config import BinarizeConfig
+    from tasks.binarize.marts import binarize
+    from tasks.common.settings import ThumbsError
+    from tasks.ingest.load import ingest_file
+    from tasks.sources import bind_source
+    from tasks.warehouse.connection import connect
+
+    files = sorted((data / "hh-rlhf").glob("*.jsonl.gz"))
+    if not files:
+        raise ThumbsError(f"{data / 'hh-rlhf'}: no *.jsonl.gz; point --data (or THUMBS_SHARED_DATA) at the shared data")
+    home.mkdir(parents=True, exist_ok=True)
+    if tiny:
+        sliced = home / "hh-tiny.jsonl"
+        with gzip.open(files[0], "rt") as src, open(sliced, "w") as out:
+            out.writelines(itertools.islice(src, TINY_ROWS))
+        files = [sliced]
+    with connect(home) as con:
+        for path in files:
+            ingest_file(con, bind_source("hh"), path, "quality-benchmark")
+        binarize(con, BinarizeConfig())
+
+
+def grid(args: argparse.Namespace) -> list[str]:
+    return [f"algos={','.join(args.algos)}", f"betas={','.join(map(str, args.betas))}",
+            "variants=[kto desirable_fraction=0.1]", f"model={args.model}", f"steps={args.steps}",
+            f"batch_size={args.batch_size}", f"max_length={args.max_length}", f"lr={args.lr}",
+            f"warmup_steps={max(1, args.steps // 10)}", "eval_batches=4", "save_every=20", "device=auto",
+            f"evaluation.max_pairs={args.eval_pairs}", f"evaluation.generation_prompts={args.generation_prompts}",
+            "evaluation.max_new_tokens=32", "evaluation.kl_samples=2"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--home", type=Path, default=PROJECT_ROOT / "benchmarks" / ".work" / "quality-home",
+                        help="THUMBS_HOME of the benchmark (kept: run again to resume a killed comparison)")
+    parser.add_argument("--data", type=Path, default=Path(os.environ.get(
+        "THUMBS_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data")))
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--algos", nargs="+", default=["dpo", "ipo", "kto"])
+    parser.add_argument("--betas", nargs="+", type=float, default=[0.05, 0.1, 0.3])
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=1e-5)
+    parser.add_argument("--eval-pairs", type=int, default=300)
+    parser.add_argument("--generation-prompts", type=int, default=8)
+    parser.add_argument("--tiny", action="store_true",
+                        help="prove it runs: 120 HH rows, 2 steps, 1 beta, 8 eval pairs (numbers meaningless)")
+    parser.add_argument("--record", action="store_true", help="append the table to benchmarks/quality.md")
+    args = parser.parse_args()
+    if args.tiny:
+        args.steps, args.batch_size, args.max_length, args.eval_pairs = 2, 2, 128, 8
+        args.betas, args.generation_prompts = [0.1], 2
+        args.home = args.home.with_name(args.home.name + "-tiny")
+
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    from flows.compare import compare_flow
+    from tasks.common.home import Home
+    from tasks.compare.grid import table
+
+    home = Home.of(args.home)
+    if not home.warehouse.exists():
+        ingest_hh(home.root, args.data, args.tiny)
+    load_before = os.getloadavg()
+    started = time.perf_counter()
+    result = compare_flow(grid(args), home=str(home))
+    minutes = (time.perf_counter() - started) / 60
+    header, body = table(result["rows"])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    summary = (f"{len(result['trained'])} cell(s) trained in {minutes:.1f} min on {platform.node()} "
+               f"({os.cpu_count()} cores; load average {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after); "
+               f"grid: {' '.join(grid(args))}")
+    print("\n".join(lines))
+    print("\n".join(result["notes"]))
+    print(summary)
+    print(f"plots: {', '.join(result['plots'])}")
+    if args.record:
+        with open(PROJECT_ROOT / "benchmarks" / "quality.md", "a") as out:
+            out.write(f"\n## {datetime.date.today()} `{result['comparison_id']}`\n\n{summary}\n\n"
+                      + "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in result["notes"]) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
