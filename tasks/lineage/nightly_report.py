@@ -33,6 +33,7 @@ class NightlyReport:
     decision: str | None = None
     failed_step: str | None = None
     error: str | None = None
+    report_path: str | None = None  # the HTML report (thumbs report) written at the end of the run
 
     def count_ingested(self, results: list[FileResult]) -> None:
         for result in results:
@@ -76,6 +77,9 @@ def nightly_markdown(report: NightlyReport) -> str:
     if report.decision is not None:
         lines.append("## promotion")
         lines.append(f"**{'promoted to champion' if report.promoted else 'not promoted'}**: {report.decision}")
+    if report.report_path:
+        lines.append(f"## report\n\n[{report.report_path}](file://{report.report_path}): feedback, quarantine, "
+                     "runs, checkpoints and gate decisions on one page")
     return "\n\n".join(lines)
 
 
