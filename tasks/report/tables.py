@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from datetime import date, datetime
+from decimal import Decimal
 from html import escape
 from typing import Any, Sequence
 
@@ -24,8 +25,8 @@ def shown(value: Any) -> str:
         return "—"
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, float):
-        return "—" if math.isnan(value) else f"{value:.4g}"
+    if isinstance(value, (float, Decimal)):
+        return "—" if math.isnan(value) else f"{float(value):.4g}"
     if isinstance(value, datetime):
         return f"{value:%Y-%m-%d %H:%M:%S}"
     if isinstance(value, date):
@@ -34,12 +35,14 @@ def shown(value: Any) -> str:
 
 
 def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """Counts, measures and DuckDB DECIMALs (a literal like 0.5 in SQL is one)."""
+    return isinstance(value, (int, float, Decimal)) and not isinstance(value, bool)
 
 
 def number(key: str, value: Any, text: str | None = None, tag: str = "span") -> str:
     """One number with its data- attributes (a <span> unless `tag` says otherwise)."""
-    return (f'<{tag} class="num" data-stat="{escape(key)}" data-value="{escape(repr(value))}">'
+    exact = repr(value) if isinstance(value, float) else str(value)  # repr: the shortest text that reads back equal
+    return (f'<{tag} class="num" data-stat="{escape(key)}" data-value="{escape(exact)}">'
             f'{escape(text if text is not None else shown(value))}</{tag}>')
 
 
