@@ -49,9 +49,10 @@ def built(tmp_path_factory, prefect_harness, model_cache):  # noqa: F811
     lines = (PROJECT_ROOT / "examples/support-bot.jsonl").read_text().splitlines()[:60]
     hostile = json.loads(lines[0]) | {"id": "evt_hostile", "feedback": HOSTILE}
     (watched / f"day-{HOSTILE}.jsonl").write_text("\n".join([*lines, json.dumps(hostile)]) + "\n")
+    mapping = PROJECT_ROOT / "examples/support-bot.mapping.yaml"
     (watched / "sources.yaml").write_text(
         "sources:\n  - {source: hh, paths: ['hh.jsonl']}\n"
-        f"  - {{source: log, paths: ['day-*.jsonl'], mapping: '{PROJECT_ROOT / 'examples/support-bot.mapping.yaml'}'}}\n"
+        f"  - {{source: log, paths: ['day-*.jsonl'], mapping: '{mapping}'}}\n"
         "binarize: {eval_fraction: 0.25}\n"
         "evaluation: {max_pairs: 8, generation_prompts: 2, max_new_tokens: 8, kl_samples: 2}\n")
     report = nightly_flow(str(watched / "sources.yaml"), algo="kto", overrides=TRAINING, home=str(home))
@@ -146,8 +147,8 @@ def test_report_in_chromium_matches_the_warehouse(built, tmp_path):
     assert (number("totals|feedback"), number("totals|thumbs_up")) == totals
     assert number("totals|quarantined") == query(home, "select count(*) from quarantine")[0][0] >= 1
     for source, split, up, down, share in query(home, "select * from label_balance"):
-        assert (number(f"label_balance|{source}|{split}|thumbs_up"), number(f"label_balance|{source}|{split}|thumbs_down"),
-                number(f"label_balance|{source}|{split}|up_share")) == (up, down, share)
+        columns = ("thumbs_up", "thumbs_down", "up_share")
+        assert [number(f"label_balance|{source}|{split}|{column}") for column in columns] == [up, down, share]
     for source, reason, rows, _, _ in query(home, "select * from quarantine_reasons"):
         assert number(f"quarantine_reasons|{source}|{reason}|rows") == rows
     for source, pairs, prompts in query(home, "select * from pairs_per_prompt"):

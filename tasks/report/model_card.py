@@ -60,12 +60,14 @@ def source_files(snapshot_path: str | None, home: HomeLike) -> list[dict[str, An
 
 
 def card_facts(manifest: dict[str, Any], files: list[dict[str, Any]]) -> dict[str, Any]:
-    """What the card is built from, kept in its metadata under `thumbs`."""
-    return {"checkpoint_id": manifest["checkpoint_id"], "algo": manifest["algo"],
-            "base_model": manifest["base_model"].get("name"), "config": manifest["config"],
-            "snapshot_id": manifest["snapshot_id"], "snapshot_row_counts": manifest["snapshot_row_counts"],
-            "rows_trained": manifest["rows_trained"], "code_version": manifest["code_version"],
-            "training_metrics": manifest["metrics"], "source_files": files, "evaluation": None, "gate": None}
+    """What the card is built from, kept in its metadata under `thumbs`; a key the
+    manifest lacks stays empty rather than failing the checkpoint's write."""
+    return {"checkpoint_id": manifest["checkpoint_id"], "algo": manifest.get("algo"),
+            "base_model": (manifest.get("base_model") or {}).get("name"), "config": manifest.get("config") or {},
+            "snapshot_id": manifest.get("snapshot_id"),
+            "snapshot_row_counts": manifest.get("snapshot_row_counts") or {},
+            "rows_trained": manifest.get("rows_trained"), "code_version": manifest.get("code_version"),
+            "training_metrics": manifest.get("metrics") or {}, "source_files": files, "evaluation": None, "gate": None}
 
 
 def render_card(facts: dict[str, Any]) -> ModelCard:
@@ -82,7 +84,8 @@ def render_card(facts: dict[str, Any]) -> ModelCard:
         base_model=hub_model, datasets=datasets or None, license=license_id,
         license_name="see the base model" if license_id == "other" else None,
         library_name="transformers", pipeline_tag="text-generation",
-        tags=["thumbs", facts["algo"], "alignment", "human-feedback"], model_name=facts["checkpoint_id"],
+        tags=[t for t in ("thumbs", facts["algo"], "alignment", "human-feedback") if t],
+        model_name=facts["checkpoint_id"],
         eval_results=results or None, thumbs=facts)
     return ModelCard(f"---\n{data.to_yaml()}\n---\n{_body(facts, sources)}")
 

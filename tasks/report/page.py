@@ -216,8 +216,9 @@ def _checkpoints(con, checkpoints: tuple[list[str], list[tuple]]) -> str:
         names = sorted(k for k, v in evaluation.items() if is_number(v) and not k.endswith(("_low", "_high", "_n"))
                        and k not in HEADLINE_METRICS)
         if names:
-            items = "".join(f"<tr><td>{escape(n)}</td><td>{metric_with_interval(record['checkpoint_id'], evaluation, n)}"
-                            f"</td></tr>" for n in names)
+            ident = record["checkpoint_id"]
+            items = "".join(f"<tr><td>{escape(n)}</td><td>{metric_with_interval(ident, evaluation, n)}</td></tr>"
+                            for n in names)
             details.append(f"<details><summary>{escape(record['checkpoint_id'])}: every evaluation metric</summary>"
                            f"<table>{items}</table></details>")
     promotions = table("promotions", *_rows(con, "promotions.sql", {"limit": ROW_LIMIT}),
