@@ -209,6 +209,18 @@ def test_checkpoint_model_card_parses_and_follows_evaluation_and_gate(built, tmp
     assert "| log:support-bot | your own feedback log" in card.content and "MIT, © 2022 Anthropic" in card.content
     assert not list(Path(report.checkpoint_path).glob(".README.md.*"))  # rewritten by rename, nothing left beside
 
+    copy = tmp_path / "checkpoint"  # an evaluation with an interval (the evaluate stage's m_low, m_high, m_n)
+    copy.mkdir()
+    for name in ("manifest.json", "README.md"):
+        shutil.copy(Path(report.checkpoint_path) / name, copy / name)
+    update_model_card(copy, home, evaluation={**recorded, "eval_reward_accuracy_low": 0.25,
+                                              "eval_reward_accuracy_high": 0.75, "eval_reward_accuracy_n": 8})
+    card = ModelCard.load(copy / "README.md")
+    accuracy = next(r for r in card.data.eval_results if r.metric_type == "eval_reward_accuracy")
+    assert accuracy.metric_args == {"low": 0.25, "high": 0.75, "n": 8}
+    assert f"| eval_reward_accuracy | {recorded['eval_reward_accuracy']:.4g} [0.25, 0.75] n=8 |" in card.content
+    assert "**promoted to champion**" in card.content  # the decision merged before is kept
+
     model_dir = tmp_path / "plain-model"  # not a thumbs checkpoint: never written
     model_dir.mkdir()
     assert update_model_card(model_dir, home, evaluation={"eval_reward_accuracy": 1.0}) is None

@@ -78,7 +78,8 @@ def render_card(facts: dict[str, Any]) -> ModelCard:
     results = [EvalResult(task_type="text-generation", dataset_type="thumbs-eval-snapshot",
                           dataset_name=f"eval pairs of snapshot {evaluation.get('eval_snapshot_id')}",
                           dataset_split="eval", metric_type=name, metric_value=evaluation[name],
-                          metric_name=_with_interval(evaluation, name), metric_args=_interval(evaluation, name))
+                          metric_name=f"{name} {_with_interval(evaluation, name)}",
+                          metric_args=_interval(evaluation, name))
                for name in CARD_METRICS if isinstance(evaluation.get(name), (int, float))]
     data = ModelCardData(
         base_model=hub_model, datasets=datasets or None, license=license_id,
@@ -96,7 +97,8 @@ def _interval(evaluation: dict[str, Any], name: str) -> dict[str, Any] | None:
 
 
 def _with_interval(evaluation: dict[str, Any], name: str) -> str:
-    text = f"{name} {evaluation[name]:.4g}"
+    """`0.4375 [0.27, 0.6] n=32`: the value, and its interval when one was recorded."""
+    text = f"{evaluation[name]:.4g}"
     interval = _interval(evaluation, name) or {}
     if "low" in interval and "high" in interval:
         text += f" [{interval['low']:.4g}, {interval['high']:.4g}]"
