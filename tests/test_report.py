@@ -61,14 +61,15 @@ def built(tmp_path_factory, prefect_harness, model_cache):  # noqa: F811
 
 
 class FetchingTags(HTMLParser):
-    """Tags that would load something: scripts, stylesheets, images, frames, any src or href."""
+    """Tags that would load something: scripts, stylesheets, images, frames, a src, a link off the page."""
 
     def __init__(self) -> None:
         super().__init__()
         self.found: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("script", "link", "img", "iframe", "object", "embed") or {"src", "href"} & {a for a, _ in attrs}:
+        links = [value for name, value in attrs if name == "href" and not (value or "").startswith("#")]
+        if tag in ("script", "link", "img", "iframe", "object", "embed") or "src" in dict(attrs) or links:
             self.found.append(tag)
 
 

@@ -79,12 +79,15 @@ def render_report(con: duckdb.DuckDBPyConnection, home: Home) -> str:
     ]
     if run_sql(con, "statements/report/has_table.sql", {"name": "experiments"}).fetchone()[0]:
         sections.append(_experiments(con))
+    contents = " · ".join(f'<a href="#{anchor}">{escape(title)}</a>' for anchor, title, _ in sections)
+    body = "".join(f'<section id="{anchor}"><h2>{escape(title)}</h2>{html}</section>'
+                   for anchor, title, html in sections)
     generated = datetime.now(timezone.utc)
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>thumbs report</title>'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head>'
             f'<body><h1>thumbs report</h1><p class="note">generated {generated:%Y-%m-%d %H:%M:%S} UTC from '
-            f'<code>{escape(str(home.published))}</code>, code {escape(code_version())}</p>'
-            f'{"".join(sections)}</body></html>\n')
+            f'<code>{escape(str(home.published))}</code>, code {escape(code_version())}</p><nav>{contents}</nav>'
+            f'{body}</body></html>\n')
 
 
 def _rows(con: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any] | None = None
@@ -93,18 +96,21 @@ def _rows(con: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any] | No
     return [d[0] for d in cursor.description], cursor.fetchall()
 
 
-def _section(anchor: str, title: str, *body: str) -> str:
-    return f'<section id="{anchor}"><h2>{escape(title)}</h2>{"".join(body)}</section>'
+Section = tuple[str, str, str]  # anchor, title, HTML
 
 
-def _headline(con) -> str:
+def _section(anchor: str, title: str, *body: str) -> Section:
+    return anchor, title, "".join(body)
+
+
+def _headline(con) -> Section:
     columns, rows = _rows(con, "totals.sql")
     cards = "".join(f'<div class="card">{number(stat_key("totals", c), v)}{escape(c.replace("_", " "))}</div>'
                     for c, v in zip(columns, rows[0]))
     return _section("totals", "In the warehouse", f'<div class="cards">{cards}</div>')
 
 
-def _feedback_over_time(con) -> str:
+def _feedback_over_time(con) -> Section:
     _, rows = _rows(con, "feedback_by_day.sql")
     days = sorted({day for _, day, _, _ in rows})
     index = {day: i for i, day in enumerate(days)}
@@ -124,7 +130,7 @@ def _feedback_over_time(con) -> str:
         table("label_balance", *_rows(con, "label_balance.sql"), ["source", "split"]))
 
 
-def _quarantine(con) -> str:
+def _quarantine(con) -> Section:
     columns, rows = _rows(con, "quarantine_reasons.sql")
     bars = [(f"{source}: {reason}", count) for source, reason, count, *_ in rows[:20]]
     return _section("quarantine", "Quarantined rows, by reason",
@@ -132,7 +138,7 @@ def _quarantine(con) -> str:
                     table("quarantine_reasons", columns, rows[:ROW_LIMIT], ["source", "reason"]))
 
 
-def _pairs_per_prompt(con) -> str:
+def _pairs_per_prompt(con) -> Section:
     columns, rows = _rows(con, "pairs_per_prompt.sql")
     bars = [(f"{source}: {pairs} pair(s)", prompts) for source, pairs, prompts in rows[:30]]
     return _section("pairs", "Pairs per prompt",
@@ -140,7 +146,7 @@ def _pairs_per_prompt(con) -> str:
                     table("pairs_per_prompt", columns, rows, ["source", "pairs_per_prompt"]))
 
 
-def _ingest(con) -> str:
+def _ingest(con) -> Section:
     return _section("ingest", "Ingest runs",
                     "<h3>Per source, over all runs</h3>",
                     table("ingest_summary", *_rows(con, "ingest_summary.sql"), ["source"]),
@@ -148,7 +154,7 @@ def _ingest(con) -> str:
                     table("ingest_runs", *_rows(con, "ingest_runs.sql", {"limit": ROW_LIMIT}), ["batch_id", "file"]))
 
 
-def _training(con, checkpoints: tuple[list[str], list[tuple]]) -> str:
+def _training(con, checkpoints: tuple[list[str], list[tuple]]) -> Section:
     runs = table("training_runs", *_rows(con, "training_runs.sql", {"limit": ROW_LIMIT}), ["run_id"])
     curves = []
     columns, rows = checkpoints
@@ -202,7 +208,7 @@ def metric_with_interval(checkpoint_id: str, evaluation: dict[str, Any], name: s
     return "".join(parts)
 
 
-def _checkpoints(con, checkpoints: tuple[list[str], list[tuple]]) -> str:
+def _checkpoints(con, checkpoints: tuple[list[str], list[tuple]]) -> Section:
     columns, rows = checkpoints
     shown_columns = ["checkpoint_id", "algo", "base_model", "snapshot_id", "created_at", "champion"]
     records = [dict(zip(columns, row)) for row in rows]
@@ -227,7 +233,7 @@ def _checkpoints(con, checkpoints: tuple[list[str], list[tuple]]) -> str:
                     "<h3>Gate decisions, newest first</h3>", promotions)
 
 
-def _experiments(con) -> str:
+def _experiments(con) -> Section:
     columns, rows = _rows(con, "experiments.sql", {"limit": ROW_LIMIT})
     keys = [c for c in ("experiment_id", "grid_id", "algo", "checkpoint_id") if c in columns] or columns[:1]
     return _section("experiments", "Comparisons", table("experiments", columns, rows, keys))
