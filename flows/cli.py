@@ -1,6 +1,6 @@
-"""The `thumbs` command line: each verb runs a Prefect flow (except `query`, which
-only reads the published copy and should answer in milliseconds, not wait ~20 s
-for a Prefect server)."""
+"""The `thumbs` command line: each verb runs a Prefect flow (except `query`, `runs`,
+`lineage` and `report`, which only read the published copy and should answer at
+once, not wait ~20 s for a Prefect server)."""
 from __future__ import annotations
 
 import argparse
@@ -20,6 +20,7 @@ EPILOG = """examples:
   thumbs train --algo kto model=smollm2-135m steps=30
   thumbs query "select source, label, count(*) from feedback group by all order by all"
   thumbs demo
+  thumbs report --out site/
 """
 
 
@@ -175,6 +176,8 @@ def _print_nightly(report, home) -> None:
     print(f"champion:   {home.champion} (loads with from_pretrained)")
     print(f"warehouse:  {home.warehouse} (analysts: thumbs query \"select * from label_balance\")")
     print(f"plots:      {', '.join(report.plots) or '—'}")
+    if report.report_path:
+        print(f"report:     {report.report_path} (open it in a browser)")
     print("runs:       thumbs runs; thumbs lineage <checkpoint>; the Prefect UI (prefect server start) shows "
           "each run's report artifact")
 
@@ -207,6 +210,13 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     from tasks.lineage.history import lineage_lines
 
     print("\n".join(lineage_lines(args.checkpoint, args.home)))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from tasks.report.page import write_report
+
+    print(f"report: {write_report(args.home, args.out)}  (one HTML file: open it in a browser, no server needed)")
     return 0
 
 
@@ -281,6 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
     lineage = verbs.add_parser("lineage", help="a checkpoint's chain back to its source files")
     lineage.add_argument("checkpoint", help="a checkpoint id, or `champion`")
     lineage.set_defaults(run=cmd_lineage)
+
+    report = verbs.add_parser("report", help="one self-contained HTML page: feedback, quarantine, runs, checkpoints")
+    report.add_argument("--out", metavar="DIR", help="where to write report.html (default: THUMBS_HOME/report)")
+    report.set_defaults(run=cmd_report)
 
     demo = verbs.add_parser("demo", help="the whole pipeline on the shipped data, on CPU")
     demo.set_defaults(run=cmd_demo)

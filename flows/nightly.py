@@ -22,6 +22,7 @@ from tasks.evaluate.tasks import champion_task, promote_task, training_reason_ta
 from tasks.ingest.tasks import watched_files
 from tasks.lineage.lifecycle import run_lifecycle
 from tasks.lineage.nightly_report import NightlyReport, report_nightly
+from tasks.report.tasks import report_task
 from tasks.train.tasks import snapshot_task, train_config, train_on_deployment
 
 
@@ -81,6 +82,7 @@ def nightly_flow(sources_file: str, algo: str = "kto", config_path: str | None =
                 report.decision_headline = decision.headline
         except Exception as exc:
             report.failed_step, report.error = step, first_line(exc)
+        report.report_path = report_task(home)
         report_nightly(report)
         if report.failed_step:
             raise ThumbsError(f"nightly run failed at step '{report.failed_step}': {report.error} "

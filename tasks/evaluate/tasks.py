@@ -3,8 +3,8 @@ evaluate → record, and the nightly gate's champion and promotion.
 
 What an evaluation leaves:
 - THUMBS_HOME/evaluations/<checkpoint_id>/: evaluation.json (metrics, settings,
-  greedy replies) and loss.png, rewards.png, swapped in whole; the checkpoint
-  directory itself is never written;
+  greedy replies) and loss.png, rewards.png, swapped in whole; in the checkpoint
+  directory only its model card (README.md), rewritten with the metrics;
 - `checkpoints.metrics` -> 'eval': the metrics plus eval_snapshot_id and settings,
   what the nightly gate reads back for the champion (tasks.evaluate.evaluation.same_protocol);
 - a Prefect artifact with the metrics, the curves and a few greedy replies.
@@ -29,6 +29,7 @@ from tasks.common.settings import ThumbsError, code_version
 from tasks.evaluate import evaluation
 from tasks.evaluate.intervals import headline_names, with_interval
 from tasks.evaluate.plots import plot_curves
+from tasks.report.model_card import update_model_card
 from tasks.evaluate.promotion import (GateDecision, current_champion, gate, point_champion_alias, record_decision,
                                      what_changed)
 from tasks.train.checkpoints import read_manifest
@@ -116,6 +117,7 @@ def record_task(result: dict[str, Any], info: dict[str, Any], run_id: str, home:
     with connect(home) as con:
         updated = run_sql(con, "statements/lineage/record_evaluation.sql", {
             "checkpoint_id": result["checkpoint_id"], "evaluation": json.dumps(recorded)}).fetchall()
+    update_model_card(result["checkpoint_path"], home, evaluation=recorded)
     if not updated:
         get_run_logger().warning("%s is not in the checkpoints table: metrics kept in %s only",
                                  result["checkpoint_id"], directory / RESULT_FILE)
@@ -153,6 +155,9 @@ def promote_task(checkpoint: dict[str, Any], candidate: dict[str, float], champi
     with connect(home) as con:
         record_decision(con, checkpoint["checkpoint_id"], run_id, decision,
                         champion["checkpoint_id"] if champion else None)
+    update_model_card(checkpoint["path"], home, gate={
+        "promoted": decision.passed, "reason": decision.reason, "decided_at": datetime.now(timezone.utc).isoformat(),
+        "previous_champion": champion["checkpoint_id"] if champion else None})
     if decision.passed:
         point_champion_alias(checkpoint["path"], home)
     return decision

@@ -35,6 +35,7 @@ class NightlyReport:
     decision_headline: str | None = None  # e.g. "NOT promoted: the difference ... is not measurable"
     failed_step: str | None = None
     error: str | None = None
+    report_path: str | None = None  # the HTML report (thumbs report) written at the end of the run
 
     def count_ingested(self, results: list[FileResult]) -> None:
         for result in results:
@@ -77,6 +78,9 @@ def nightly_markdown(report: NightlyReport) -> str:
         lines.append("## promotion")
         headline = report.decision_headline or ('promoted to champion' if report.promoted else 'not promoted')
         lines.append(f"**{headline}**: {report.decision}")
+    if report.report_path:
+        lines.append(f"## report\n\n[{report.report_path}](file://{report.report_path}): feedback, quarantine, "
+                     "runs, checkpoints and gate decisions on one page")
     return "\n\n".join(lines)
 
 

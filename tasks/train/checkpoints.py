@@ -31,6 +31,7 @@ from tasks.lineage.openlineage import file_dataset
 from tasks.common.files import replaced_directory, replaced_file, write_json_atomically, writer_gone
 from tasks.common.home import Home, HomeLike
 from tasks.common.settings import ThumbsError
+from tasks.report.model_card import write_model_card
 from tasks.warehouse.connection import run_sql
 
 MANIFEST = "manifest.json"
@@ -62,7 +63,7 @@ def remove_abandoned_scratch(home: HomeLike = None) -> None:
 
 
 def write_checkpoint(model, tokenizer, manifest: dict[str, Any], home: HomeLike = None) -> Path:
-    """Weights, tokenizer and manifest into checkpoints/<id>/, all or nothing."""
+    """Weights, tokenizer, manifest and model card (README.md) into checkpoints/<id>/, all or nothing."""
     final = Home.of(home).checkpoints / manifest["checkpoint_id"]
     if final.exists():
         raise ThumbsError(f"{final}: a checkpoint with this id already exists")
@@ -71,6 +72,7 @@ def write_checkpoint(model, tokenizer, manifest: dict[str, Any], home: HomeLike 
         model.save_pretrained(scratch, safe_serialization=True)
         tokenizer.save_pretrained(scratch)
         (scratch / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+        write_model_card(scratch, manifest, home)
     return final
 
 

@@ -1,0 +1,2 @@
+-- Comparison results, when the experiments table exists (the caller checks).
+SELECT * FROM experiments LIMIT $limit
