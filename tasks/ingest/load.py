@@ -24,10 +24,13 @@ from typing import Any, Callable, Mapping, Sequence
 import duckdb
 import pyarrow as pa
 
-from tasks.ingest.readers import DEFAULT_MAX_ROW_BYTES, LineBatch, Progress, RawRow, RowBatch, read_batches
+from tasks.ingest.readers import (DEFAULT_MAX_ROW_BYTES, LineBatch, Progress, RawRow, RowBatch, detect_format,
+                                  read_batches)
 from tasks.common.settings import ThumbsError, first_line
 from tasks.sources.base import Parser, Quarantined, RowRejected, SourceBinding, Staged, StagingTable
 from tasks.warehouse.connection import read_sql, run_sql, transaction
+from tasks.warehouse.raw import (ARCHIVABLE_FORMATS, archive_dir_of, archive_file, archive_matches, archive_path,
+                                 archived_rows_sql, create_raw_view)
 from tasks.ingest.workers import WorkerFailed, in_order
 
 CHUNK_ROWS = 5_000  # rows per batch parsed and per insert: small enough that batches in flight stay a few MB
@@ -49,6 +52,8 @@ class FileResult:
     reasons: Counter = field(default_factory=Counter)
     loaded_by_table: Counter = field(default_factory=Counter)
     previous_batch: str | None = None
+    raw_rows: int = 0  # rows as read (lines of a JSONL file), and their characters: what the
+    raw_characters: int = 0  # archived file must give back for raw.records to read it there
 
 
 def file_sha256(path: Path) -> str:
@@ -75,13 +80,17 @@ class ParsedChunk:
     quarantine: pa.Table | None = None
     staged: dict[str, pa.Table] = field(default_factory=dict)  # staging table -> its rows
     rows_read: int = 0  # outcomes, as counted in FileResult.rows_read
+    raw_rows: int = 0
+    raw_characters: int = 0
     reasons: Counter = field(default_factory=Counter)  # quarantine reason -> outcomes
     first_record: tuple[int, list[str]] | None = None  # row number and keys of the first readable row
 
 
-def parse_chunk(parse: Parser, redact: Redactor | None, constants: Mapping[str, str],
+def parse_chunk(parse: Parser, redact: Redactor | None, constants: Mapping[str, Any],
                 batch: LineBatch | RowBatch) -> ParsedChunk:
     """Read, redact and parse one batch; everything but the warehouse writes.
+    The rows as read become a raw table only if constants["store_raw"] (else the
+    file's archive is where raw.records reads them).
 
     Pure and deterministic, so the loader may run it in worker processes: the
     chunks come back in file order and the result is the same as in-process.
@@ -93,8 +102,11 @@ def parse_chunk(parse: Parser, redact: Redactor | None, constants: Mapping[str, 
     for row in batch.rows():
         if redact is not None:
             row = _redacted(row, redact)
-        raw["row_number"].append(row.row_number)
-        raw["record"].append(row.text)
+        chunk.raw_rows += 1
+        chunk.raw_characters += len(row.text)
+        if constants["store_raw"]:
+            raw["row_number"].append(row.row_number)
+            raw["record"].append(row.text)
         if row.error is None and chunk.first_record is None:
             chunk.first_record = (row.row_number, list(row.record))
         for outcome in _outcomes(parse, row):
@@ -144,6 +156,8 @@ def _keyed(columns: dict[str, list]) -> dict[str, list | pa.Array]:
 def _load_chunk(con: duckdb.DuckDBPyConnection, chunk: ParsedChunk, result: FileResult,
                 tables: Mapping[str, StagingTable]) -> None:
     result.rows_read += chunk.rows_read
+    result.raw_rows += chunk.raw_rows
+    result.raw_characters += chunk.raw_characters
     result.rows_quarantined += chunk.reasons.total()
     result.reasons.update(chunk.reasons)
     if chunk.raw is not None:
@@ -241,6 +255,7 @@ def ingest_file(
     """Load `path` for `source` in one transaction; a file loaded before is skipped."""
     path = Path(path)
     sha = file_sha256(path)
+    archive = _archive_target(con, source, path, sha)
     started_at = datetime.now(timezone.utc).replace(tzinfo=None)
     result = FileResult(file=str(path), file_sha256=sha, status="loaded")
     previous = run_sql(con, "statements/load/previous_load.sql",
@@ -252,7 +267,11 @@ def ingest_file(
             else:
                 for table in source.tables:  # a new source's tables come from its declaration, not a migration
                     con.execute(table.create_statement())
-                _load_rows(con, source, path, sha, batch_id, result, max_row_bytes, progress)
+                if archive is not None:
+                    archive_file(path, archive)  # before the rows: a killed run leaves at most an unused archive
+                _load_rows(con, source, path, sha, batch_id, result, max_row_bytes, progress, archive is None)
+                if archive is not None:
+                    _keep_raw_rows(con, source, path, sha, batch_id, result, max_row_bytes, archive)
             run_sql(con, "statements/load/ingest_run.sql", {
                 "batch_id": batch_id, "source": source.name, "file": str(path), "file_sha256": sha,
                 "started_at": started_at, "rows_read": result.rows_read, "rows_loaded": result.rows_loaded,
@@ -264,8 +283,41 @@ def ingest_file(
     return result
 
 
-def _load_rows(con, source, path, sha, batch_id, result, max_row_bytes, progress) -> None:
-    constants = {"batch_id": batch_id, "source": source.name, "file": str(path), "file_sha256": sha}
+def _archive_target(con: duckdb.DuckDBPyConnection, source: SourceBinding, path: Path, sha: str) -> Path | None:
+    """Where to archive the file for raw.records to read, or None to store its raw
+    rows as table rows (pseudonymized sources; formats whose rows are not lines)."""
+    archive_dir = archive_dir_of(con)
+    if archive_dir is None or source.redact is not None or not path.is_file():
+        return None
+    try:
+        fmt, _ = detect_format(path)
+    except (ThumbsError, OSError):
+        return None  # the read reports it, naming the file
+    return archive_path(archive_dir, sha, path) if fmt in ARCHIVABLE_FORMATS else None
+
+
+def _keep_raw_rows(con, source, path, sha, batch_id, result, max_row_bytes, archive: Path) -> None:
+    """raw.records reads the archived file when DuckDB gives its rows back as the
+    ingest read them; otherwise (a line that is not UTF-8, too long, a stray
+    carriage return...) the rows are read again and stored as table rows."""
+    select = archived_rows_sql(batch_id, source.name, sha, archive)
+    if archive_matches(con, select, result.raw_rows, result.raw_characters):
+        run_sql(con, "statements/raw/archived_file.sql", {
+            "batch_id": batch_id, "source": source.name, "file_sha256": sha, "archive": str(archive),
+            "rows_read": result.raw_rows})
+        create_raw_view(con)
+        return
+    constants = {"batch_id": batch_id, "source": source.name, "file": str(path), "file_sha256": sha,
+                 "store_raw": True}
+    for batch in read_batches(path, rows_per_batch=CHUNK_ROWS, max_row_bytes=max_row_bytes):
+        raw = parse_chunk(source.parse, source.redact, constants, batch).raw
+        if raw is not None:
+            _insert(con, "raw_chunk", raw, read_sql("statements/load/raw_records.sql"))
+
+
+def _load_rows(con, source, path, sha, batch_id, result, max_row_bytes, progress, store_raw: bool) -> None:
+    constants = {"batch_id": batch_id, "source": source.name, "file": str(path), "file_sha256": sha,
+                 "store_raw": store_raw}
     work = partial(parse_chunk, source.parse, source.redact, constants)
     batches = read_batches(path, rows_per_batch=CHUNK_ROWS, max_row_bytes=max_row_bytes, progress=progress)
     checked = False
