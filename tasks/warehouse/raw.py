@@ -63,6 +63,11 @@ def archived_rows_sql(batch_id: str, source: str, file_sha256: str, archive: str
         archive=_literal(os.fspath(archive)))
 
 
+def hh_pairs_sql(lines: str) -> str:
+    """HH pairs parsed in DuckDB over `lines` (a SELECT of row_number, record)."""
+    return read_sql("statements/load/hh_pairs.sql").replace("{lines}", lines)
+
+
 def archive_matches(con: duckdb.DuckDBPyConnection, select: str, rows: int, characters: int) -> bool:
     """Whether DuckDB reads the archived file back as the ingest read it: the same
     number of rows and of characters. Run on a cursor of its own, so a file DuckDB
