@@ -25,12 +25,12 @@ import duckdb
 import pyarrow as pa
 
 from tasks.ingest.readers import (DEFAULT_MAX_ROW_BYTES, LineBatch, Progress, RawRow, RowBatch, detect_format,
-                                  read_batches)
+                                  parse_json_object, read_batches)
 from tasks.common.settings import ThumbsError, first_line
 from tasks.sources.base import Parser, Quarantined, RowRejected, SourceBinding, Staged, StagingTable
 from tasks.warehouse.connection import read_sql, run_sql, transaction
 from tasks.warehouse.raw import (ARCHIVABLE_FORMATS, archive_dir_of, archive_file, archive_matches, archive_path,
-                                 archived_rows_sql, create_raw_view)
+                                 archived_rows_sql, create_raw_view, line_stats, only_newlines, with_lines)
 from tasks.ingest.workers import WorkerFailed, in_order
 
 CHUNK_ROWS = 5_000  # rows per batch parsed and per insert: small enough that batches in flight stay a few MB
@@ -269,9 +269,14 @@ def ingest_file(
                     con.execute(table.create_statement())
                 if archive is not None:
                     archive_file(path, archive)  # before the rows: a killed run leaves at most an unused archive
-                _load_rows(con, source, path, sha, batch_id, result, max_row_bytes, progress, archive is None)
-                if archive is not None:
-                    _keep_raw_rows(con, source, path, sha, batch_id, result, max_row_bytes, archive)
+                lines = _lines_for_duckdb(con, source, path, sha, batch_id, max_row_bytes, archive)
+                if lines is not None:
+                    _stage_in_duckdb(con, source, path, sha, batch_id, result, *lines)
+                    _read_raw_from_archive(con, source, sha, batch_id, result, archive)
+                else:
+                    _load_rows(con, source, path, sha, batch_id, result, max_row_bytes, progress, archive is None)
+                    if archive is not None:
+                        _keep_raw_rows(con, source, path, sha, batch_id, result, max_row_bytes, archive)
             run_sql(con, "statements/load/ingest_run.sql", {
                 "batch_id": batch_id, "source": source.name, "file": str(path), "file_sha256": sha,
                 "started_at": started_at, "rows_read": result.rows_read, "rows_loaded": result.rows_loaded,
@@ -300,12 +305,9 @@ def _keep_raw_rows(con, source, path, sha, batch_id, result, max_row_bytes, arch
     """raw.records reads the archived file when DuckDB gives its rows back as the
     ingest read them; otherwise (a line that is not UTF-8, too long, a stray
     carriage return...) the rows are read again and stored as table rows."""
-    select = archived_rows_sql(batch_id, source.name, sha, archive)
-    if archive_matches(con, select, result.raw_rows, result.raw_characters):
-        run_sql(con, "statements/raw/archived_file.sql", {
-            "batch_id": batch_id, "source": source.name, "file_sha256": sha, "archive": str(archive),
-            "rows_read": result.raw_rows})
-        create_raw_view(con)
+    lines = archived_rows_sql(batch_id, source.name, sha, archive)
+    if archive_matches(con, lines, result.raw_rows, result.raw_characters):
+        _read_raw_from_archive(con, source, sha, batch_id, result, archive)
         return
     constants = {"batch_id": batch_id, "source": source.name, "file": str(path), "file_sha256": sha,
                  "store_raw": True}
@@ -313,6 +315,66 @@ def _keep_raw_rows(con, source, path, sha, batch_id, result, max_row_bytes, arch
         raw = parse_chunk(source.parse, source.redact, constants, batch).raw
         if raw is not None:
             _insert(con, "raw_chunk", raw, read_sql("statements/load/raw_records.sql"))
+
+
+def _read_raw_from_archive(con, source, sha, batch_id, result, archive: Path) -> None:
+    run_sql(con, "statements/raw/archived_file.sql", {
+        "batch_id": batch_id, "source": source.name, "file_sha256": sha, "archive": str(archive),
+        "rows_read": result.raw_rows})
+    create_raw_view(con)
+
+
+def _lines_for_duckdb(con, source, path, sha, batch_id, max_row_bytes,
+                      archive: Path | None) -> tuple[str, int] | None:
+    """The SELECT of the archived file's lines, and their number, when DuckDB may parse and stage the
+    file itself: a source that says how (stage_sql), and a file DuckDB reads as the
+    Python reader would (UTF-8 throughout, lines split at "\n" alone, none too
+    long). None: the file is read in Python, which words any trouble row by row."""
+    if archive is None or source.stage_sql is None or len(source.tables) != 1 or not only_newlines(archive):
+        return None
+    lines = archived_rows_sql(batch_id, source.name, sha, archive)
+    stats = line_stats(con, lines)
+    if stats is None or stats[2] >= max_row_bytes:
+        return None
+    for batch in read_batches(path, rows_per_batch=100, max_row_bytes=max_row_bytes):
+        first = next((row for row in batch.rows() if row.record is not None), None)
+        if first is not None:
+            _check_required(path, first.row_number, list(first.record), source.required_fields)
+            break
+    return lines, stats[0]
+
+
+def _stage_in_duckdb(con, source, path, sha, batch_id, result, lines: str, rows: int) -> None:
+    """Stage the rows the source's SQL parses in one INSERT; hand the rest, in file
+    order, to its Python parser, which stages or quarantines them with their reason."""
+    (table,) = source.tables
+    staged_sql = with_lines(source.stage_sql, lines)
+    columns = ", ".join(f'"{name}"' for name in table.columns)  # declared names only (StagingTable checks them)
+    inserted = _staged_by_sql(con, read_sql("statements/load/staged_by_sql.sql").format(
+        staging_table=table.quoted, columns=columns, staged=staged_sql), {"batch_id": batch_id, "file_sha256": sha})
+    left = _left_to_parser(con, read_sql("statements/load/left_to_parser.sql").format(staged=staged_sql))
+    staged = rows - len(left)
+    result.raw_rows = rows
+    result.rows_read += staged
+    result.rows_loaded += inserted
+    result.rows_duplicate += staged - inserted
+    result.loaded_by_table[table.name] += inserted
+    constants = {"batch_id": batch_id, "source": source.name, "file": str(path), "file_sha256": sha,
+                 "store_raw": False}
+    for start in range(0, len(left), CHUNK_ROWS):
+        made = [RawRow(n, text, *parse_json_object(text)) for n, text in left[start:start + CHUNK_ROWS]]
+        chunk = parse_chunk(source.parse, source.redact, constants, RowBatch(made))
+        chunk.raw_rows = 0  # counted above
+        _load_chunk(con, chunk, result, {table.name: table})
+
+
+def _staged_by_sql(con: duckdb.DuckDBPyConnection, statement: str, params: dict) -> int:
+    """Run the staging INSERT of the source's SQL; the number of rows it inserted."""
+    return con.execute(statement, params).fetchone()[0]
+
+
+def _left_to_parser(con: duckdb.DuckDBPyConnection, statement: str) -> list[tuple[int, str]]:
+    return con.execute(statement).fetchall()
 
 
 def _load_rows(con, source, path, sha, batch_id, result, max_row_bytes, progress, store_raw: bool) -> None:

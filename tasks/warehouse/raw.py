@@ -8,11 +8,18 @@ rows kept as table rows: those of sources whose raw rows are pseudonymized (the
 original file holds the personal data), of CSV, Parquet and JSON-array files (the
 reader's row is not a line of the file), and of any file whose archived lines
 DuckDB does not read back exactly as the ingest read them (checked per file).
+
+The per-file SELECTs hold the archive's path and the file's batch, source and
+sha256 as quoted literals: a view cannot take bound parameters and DuckDB's
+readers take a constant path. Each value comes from the warehouse (raw.files)
+or the loader, never from a query, and is quoted by `_literal`.
 """
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
+import zlib
 from pathlib import Path
 
 import duckdb
@@ -63,28 +70,48 @@ def archived_rows_sql(batch_id: str, source: str, file_sha256: str, archive: str
         archive=_literal(os.fspath(archive)))
 
 
-def hh_pairs_sql(lines: str) -> str:
-    """HH pairs parsed in DuckDB over `lines` (a SELECT of row_number, record)."""
-    return read_sql("statements/load/hh_pairs.sql").replace("{lines}", lines)
+def only_newlines(path: Path) -> bool:
+    """Whether the file's lines end in "\n" alone: no carriage return anywhere, as
+    DuckDB's reader ends a line at one too, and the Python reader does not. A file
+    that cannot be decompressed is not (the Python reader names what is wrong)."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as fh:
+            return not any(b"\r" in block for block in iter(lambda: fh.read(1 << 20), b""))
+    except (OSError, EOFError, zlib.error):
+        return False
 
 
-def archive_matches(con: duckdb.DuckDBPyConnection, select: str, rows: int, characters: int) -> bool:
-    """Whether DuckDB reads the archived file back as the ingest read it: the same
-    number of rows and of characters. Run on a cursor of its own, so a file DuckDB
-    cannot read (e.g. a line that is not UTF-8) fails this check, not the caller's
-    transaction."""
+def with_lines(relative: str, lines: str) -> str:
+    """A statement of warehouse/ over `lines` (a SELECT of row_number, record)."""
+    return read_sql(relative).replace("{lines}", lines)
+
+
+def line_stats(con: duckdb.DuckDBPyConnection, lines: str) -> tuple[int, int, int] | None:
+    """(rows, characters, bytes of the longest row) of an archived file as DuckDB
+    reads it; None when it cannot (e.g. a line that is not UTF-8). On a cursor of
+    its own, so that failure does not end the caller's transaction."""
     try:
         with con.cursor() as cursor:
-            found = cursor.execute(f"SELECT count(*), coalesce(sum(length(record)), 0) FROM ({select})").fetchone()
+            return _fetch_one(cursor, with_lines("statements/raw/line_stats.sql", lines))
     except duckdb.Error:
-        return False
-    return found == (rows, characters)
+        return None
+
+
+def _fetch_one(con: duckdb.DuckDBPyConnection, statement: str) -> tuple:
+    return con.execute(statement).fetchone()
+
+
+def archive_matches(con: duckdb.DuckDBPyConnection, lines: str, rows: int, characters: int) -> bool:
+    """Whether DuckDB reads the archived file back as the ingest read it: the same
+    number of rows and of characters."""
+    stats = line_stats(con, lines)
+    return stats is not None and stats[:2] == (rows, characters)
 
 
 def create_raw_view(con: duckdb.DuckDBPyConnection) -> None:
     """(Re)create raw.records over raw.stored_records and every archived file in raw.files."""
-    parts = ["SELECT batch_id, source, file_sha256, row_number, record FROM raw.stored_records"]
-    for batch_id, source, sha, archive in con.execute(
-            "SELECT batch_id, source, file_sha256, archive FROM raw.files ORDER BY source, file_sha256").fetchall():
-        parts.append(archived_rows_sql(batch_id, source, sha, archive))
-    con.execute("CREATE OR REPLACE VIEW raw.records AS\n" + "\nUNION ALL\n".join(parts))
+    files = con.execute(
+        "SELECT batch_id, source, file_sha256, archive FROM raw.files ORDER BY source, file_sha256").fetchall()
+    archived = "".join(f"UNION ALL\n{archived_rows_sql(*file)}\n" for file in files)
+    _fetch_one(con, read_sql("statements/raw/records_view.sql").replace("{archived_files}", archived))

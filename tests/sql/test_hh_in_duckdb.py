@@ -11,9 +11,13 @@ import pytest
 
 from tasks.ingest.load import row_key
 from tasks.sources import hh
-from tasks.warehouse.connection import create_macros
-from tasks.warehouse.raw import archived_rows_sql, hh_pairs_sql
+from tasks.warehouse.connection import create_macros, read_sql
+from tasks.warehouse.raw import archived_rows_sql
 from samples import shared_data
+
+def hh_pairs_sql(lines: str) -> str:
+    return read_sql(hh.SOURCE.stage_sql).replace("{lines}", lines)
+
 
 FILES = ("harmless-base.test.jsonl.gz", "helpful-base.test.jsonl.gz", "helpful-rejection-sampled.test.jsonl.gz")
 

@@ -17,6 +17,7 @@ fields AS (
     WHERE json_valid(record) AND json_type(record) = 'OBJECT'
       AND json_type(record, '$.chosen') = 'VARCHAR' AND json_type(record, '$.rejected') = 'VARCHAR'
       AND len(json_keys(record)) = len(list_distinct(json_keys(record)))  -- Python keeps a repeated key's last value
+      AND NOT regexp_matches(record, '\\u[dD][89a-fA-F]')  -- a surrogate escape: Python's text is not UTF-8
 ),
 split AS (
     SELECT *, left(chosen_text, length(chosen_text) - length(chosen_tail) - 12) AS dialogue  -- 12: the marker
