@@ -346,18 +346,19 @@ def _lines_for_duckdb(con, source, path, sha, batch_id, max_row_bytes,
 
 def _stage_in_duckdb(con, source, path, sha, batch_id, result, lines: str, rows: int) -> None:
     """Stage the rows the source's SQL parses in one INSERT; hand the rest, in file
-    order, to its Python parser, which stages or quarantines them with their reason."""
+    order, to its Python parser, which stages or quarantines them with their reason.
+    The rest is every line not in staging after the insert: the rows the SQL left and
+    the duplicates it skipped (so the parser decides each, and the accounting is its)."""
     (table,) = source.tables
-    staged_sql = with_lines(source.stage_sql, lines)
     columns = ", ".join(f'"{name}"' for name in table.columns)  # declared names only (StagingTable checks them)
+    params = {"batch_id": batch_id, "file_sha256": sha}
     inserted = _staged_by_sql(con, read_sql("statements/load/staged_by_sql.sql").format(
-        staging_table=table.quoted, columns=columns, staged=staged_sql), {"batch_id": batch_id, "file_sha256": sha})
-    left = _left_to_parser(con, read_sql("statements/load/left_to_parser.sql").format(staged=staged_sql))
-    staged = rows - len(left)
+        staging_table=table.quoted, columns=columns, staged=with_lines(source.stage_sql, lines)), params)
+    left = _left_to_parser(con, read_sql("statements/load/left_to_parser.sql").format(
+        lines=lines, staging_table=table.quoted), params)
     result.raw_rows = rows
-    result.rows_read += staged
+    result.rows_read += inserted
     result.rows_loaded += inserted
-    result.rows_duplicate += staged - inserted
     result.loaded_by_table[table.name] += inserted
     constants = {"batch_id": batch_id, "source": source.name, "file": str(path), "file_sha256": sha,
                  "store_raw": False}
@@ -373,8 +374,8 @@ def _staged_by_sql(con: duckdb.DuckDBPyConnection, statement: str, params: dict)
     return con.execute(statement, params).fetchone()[0]
 
 
-def _left_to_parser(con: duckdb.DuckDBPyConnection, statement: str) -> list[tuple[int, str]]:
-    return con.execute(statement).fetchall()
+def _left_to_parser(con: duckdb.DuckDBPyConnection, statement: str, params: dict) -> list[tuple[int, str]]:
+    return con.execute(statement, params).fetchall()
 
 
 def _load_rows(con, source, path, sha, batch_id, result, max_row_bytes, progress, store_raw: bool) -> None:
