@@ -128,11 +128,13 @@ def route_thumbs(path: Path, scratch: Path, increment: Path | None = None) -> di
 def profile_ingest() -> dict[str, float]:
     """Seconds spent in each step of ingest_file, by wrapping the loader's steps
     (the wrappers time and call the real functions): where an ingest's time goes."""
+    import tasks.ingest.in_duckdb as in_duckdb
     import tasks.ingest.load as load
 
     spent: dict[str, float] = {}
-    steps = ("file_sha256", "archive_file", "only_newlines", "line_stats", "_check_required", "_staged_by_sql",
-             "_left_to_parser", "parse_chunk", "_load_chunk", "create_raw_view", "_load_rows", "_keep_raw_rows")
+    steps = {load: ("file_sha256", "archive_file", "_check_first_record", "parse_chunk", "_load_chunk",
+                    "_load_rows", "_keep_raw_rows"),
+             in_duckdb: ("only_newlines", "line_stats", "staged_by_sql", "left_to_parser", "create_raw_view")}
 
     def timed(name, original):
         def wrapper(*args, **kwargs):
@@ -143,8 +145,9 @@ def profile_ingest() -> dict[str, float]:
                 spent[name] = spent.get(name, 0.0) + time.perf_counter() - began
         return wrapper
 
-    for name in steps:
-        setattr(load, name, timed(name, getattr(load, name)))
+    for module, names in steps.items():
+        for name in names:
+            setattr(module, name, timed(name, getattr(module, name)))
     return spent
 
 

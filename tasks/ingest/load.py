@@ -24,13 +24,13 @@ from typing import Any, Callable, Mapping, Sequence
 import duckdb
 import pyarrow as pa
 
-from tasks.ingest.readers import (DEFAULT_MAX_ROW_BYTES, LineBatch, Progress, RawRow, RowBatch, detect_format,
-                                  parse_json_object, read_batches)
+from tasks.ingest.in_duckdb import archive_target, lines_for_duckdb, read_raw_from_archive, stage_in_duckdb
+from tasks.ingest.readers import (DEFAULT_MAX_ROW_BYTES, LineBatch, Progress, RawRow, RowBatch, parse_json_object,
+                                  read_batches)
 from tasks.common.settings import ThumbsError, first_line
 from tasks.sources.base import Parser, Quarantined, RowRejected, SourceBinding, Staged, StagingTable
 from tasks.warehouse.connection import read_sql, run_sql, transaction
-from tasks.warehouse.raw import (ARCHIVABLE_FORMATS, archive_dir_of, archive_file, archive_matches, archive_path,
-                                 archived_rows_sql, create_raw_view, line_stats, only_newlines, with_lines)
+from tasks.warehouse.raw import archive_file, archive_matches, archived_rows_sql
 from tasks.ingest.workers import WorkerFailed, in_order
 
 CHUNK_ROWS = 5_000  # rows per batch parsed and per insert: small enough that batches in flight stay a few MB
@@ -255,7 +255,7 @@ def ingest_file(
     """Load `path` for `source` in one transaction; a file loaded before is skipped."""
     path = Path(path)
     sha = file_sha256(path)
-    archive = _archive_target(con, source, path, sha)
+    archive = archive_target(con, source, path, sha)
     started_at = datetime.now(timezone.utc).replace(tzinfo=None)
     result = FileResult(file=str(path), file_sha256=sha, status="loaded")
     previous = run_sql(con, "statements/load/previous_load.sql",
@@ -269,10 +269,11 @@ def ingest_file(
                     con.execute(table.create_statement())
                 if archive is not None:
                     archive_file(path, archive)  # before the rows: a killed run leaves at most an unused archive
-                lines = _lines_for_duckdb(con, source, path, sha, batch_id, max_row_bytes, archive)
+                lines = lines_for_duckdb(con, source, sha, batch_id, max_row_bytes, archive)
                 if lines is not None:
-                    _stage_in_duckdb(con, source, path, sha, batch_id, result, *lines)
-                    _read_raw_from_archive(con, source, sha, batch_id, result, archive)
+                    _check_first_record(path, source, max_row_bytes)
+                    _load_in_duckdb(con, source, path, sha, batch_id, result, *lines)
+                    read_raw_from_archive(con, source, sha, batch_id, result.raw_rows, archive)
                 else:
                     _load_rows(con, source, path, sha, batch_id, result, max_row_bytes, progress, archive is None)
                     if archive is not None:
@@ -288,26 +289,13 @@ def ingest_file(
     return result
 
 
-def _archive_target(con: duckdb.DuckDBPyConnection, source: SourceBinding, path: Path, sha: str) -> Path | None:
-    """Where to archive the file for raw.records to read, or None to store its raw
-    rows as table rows (pseudonymized sources; formats whose rows are not lines)."""
-    archive_dir = archive_dir_of(con)
-    if archive_dir is None or source.redact is not None or not path.is_file():
-        return None
-    try:
-        fmt, _ = detect_format(path)
-    except (ThumbsError, OSError):
-        return None  # the read reports it, naming the file
-    return archive_path(archive_dir, sha, path) if fmt in ARCHIVABLE_FORMATS else None
-
-
 def _keep_raw_rows(con, source, path, sha, batch_id, result, max_row_bytes, archive: Path) -> None:
     """raw.records reads the archived file when DuckDB gives its rows back as the
     ingest read them; otherwise (a line that is not UTF-8, too long, a stray
     carriage return...) the rows are read again and stored as table rows."""
     lines = archived_rows_sql(batch_id, source.name, sha, archive)
     if archive_matches(con, lines, result.raw_rows, result.raw_characters):
-        _read_raw_from_archive(con, source, sha, batch_id, result, archive)
+        read_raw_from_archive(con, source, sha, batch_id, result.raw_rows, archive)
         return
     constants = {"batch_id": batch_id, "source": source.name, "file": str(path), "file_sha256": sha,
                  "store_raw": True}
@@ -317,45 +305,19 @@ def _keep_raw_rows(con, source, path, sha, batch_id, result, max_row_bytes, arch
             _insert(con, "raw_chunk", raw, read_sql("statements/load/raw_records.sql"))
 
 
-def _read_raw_from_archive(con, source, sha, batch_id, result, archive: Path) -> None:
-    run_sql(con, "statements/raw/archived_file.sql", {
-        "batch_id": batch_id, "source": source.name, "file_sha256": sha, "archive": str(archive),
-        "rows_read": result.raw_rows})
-    create_raw_view(con)
-
-
-def _lines_for_duckdb(con, source, path, sha, batch_id, max_row_bytes,
-                      archive: Path | None) -> tuple[str, int] | None:
-    """The SELECT of the archived file's lines, and their number, when DuckDB may parse and stage the
-    file itself: a source that says how (stage_sql), and a file DuckDB reads as the
-    Python reader would (UTF-8 throughout, lines split at "\n" alone, none too
-    long). None: the file is read in Python, which words any trouble row by row."""
-    if archive is None or source.stage_sql is None or len(source.tables) != 1 or not only_newlines(archive):
-        return None
-    lines = archived_rows_sql(batch_id, source.name, sha, archive)
-    stats = line_stats(con, lines)
-    if stats is None or stats[2] >= max_row_bytes:
-        return None
+def _check_first_record(path: Path, source: SourceBinding, max_row_bytes: int) -> None:
+    """The required columns, on the first readable row (the Python route checks them as it reads)."""
     for batch in read_batches(path, rows_per_batch=100, max_row_bytes=max_row_bytes):
         first = next((row for row in batch.rows() if row.record is not None), None)
         if first is not None:
             _check_required(path, first.row_number, list(first.record), source.required_fields)
-            break
-    return lines, stats[0]
+            return
 
 
-def _stage_in_duckdb(con, source, path, sha, batch_id, result, lines: str, rows: int) -> None:
-    """Stage the rows the source's SQL parses in one INSERT; hand the rest, in file
-    order, to its Python parser, which stages or quarantines them with their reason.
-    The rest is every line not in staging after the insert: the rows the SQL left and
-    the duplicates it skipped (so the parser decides each, and the accounting is its)."""
+def _load_in_duckdb(con, source, path, sha, batch_id, result, lines: str, rows: int) -> None:
+    """DuckDB stages the rows its SQL parses; the source's parser decides the rest."""
+    inserted, left = stage_in_duckdb(con, source, sha, batch_id, lines)
     (table,) = source.tables
-    columns = ", ".join(f'"{name}"' for name in table.columns)  # declared names only (StagingTable checks them)
-    params = {"batch_id": batch_id, "file_sha256": sha}
-    inserted = _staged_by_sql(con, read_sql("statements/load/staged_by_sql.sql").format(
-        staging_table=table.quoted, columns=columns, staged=with_lines(source.stage_sql, lines)), params)
-    left = _left_to_parser(con, read_sql("statements/load/left_to_parser.sql").format(
-        lines=lines, staging_table=table.quoted), params)
     result.raw_rows = rows
     result.rows_read += inserted
     result.rows_loaded += inserted
@@ -367,15 +329,6 @@ def _stage_in_duckdb(con, source, path, sha, batch_id, result, lines: str, rows:
         chunk = parse_chunk(source.parse, source.redact, constants, RowBatch(made))
         chunk.raw_rows = 0  # counted above
         _load_chunk(con, chunk, result, {table.name: table})
-
-
-def _staged_by_sql(con: duckdb.DuckDBPyConnection, statement: str, params: dict) -> int:
-    """Run the staging INSERT of the source's SQL; the number of rows it inserted."""
-    return con.execute(statement, params).fetchone()[0]
-
-
-def _left_to_parser(con: duckdb.DuckDBPyConnection, statement: str, params: dict) -> list[tuple[int, str]]:
-    return con.execute(statement, params).fetchall()
 
 
 def _load_rows(con, source, path, sha, batch_id, result, max_row_bytes, progress, store_raw: bool) -> None:

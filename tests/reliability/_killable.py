@@ -82,12 +82,13 @@ def wrap_before(module, attribute: str, name_of) -> None:
 
 
 def install_loader() -> None:
+    import tasks.ingest.in_duckdb
     import tasks.ingest.load
 
     if os.environ.get("RELIABILITY_CHUNK_ROWS"):
         tasks.ingest.load.CHUNK_ROWS = int(os.environ["RELIABILITY_CHUNK_ROWS"])
     wrap_after(tasks.ingest.load, "_insert", lambda con, view, *rest, **kw: f"insert-{view}")
-    wrap_after(tasks.ingest.load, "_staged_by_sql", lambda *args, **kwargs: "insert-staged_by_sql")
+    wrap_after(tasks.ingest.in_duckdb, "staged_by_sql", lambda *args, **kwargs: "insert-staged_by_sql")
 
 
 def reported(ingest_file):
