@@ -3,6 +3,13 @@
 
     .venv/bin/python benchmarks/ingest.py            # 1,000,000 pairs
     .venv/bin/python benchmarks/ingest.py --quick    # 50,000 pairs, a smoke run
+    .venv/bin/python benchmarks/ingest.py --pairs 10000000 --routes thumbs   # the 10M case
+
+Three cases in one run: the full route (thumbs against `datasets` num_proc=1 and 2),
+and, inside the thumbs route, the nightly increment: --increment new pairs (10,000;
+replicas marked apart from the base file's, so all new) ingested and binarized on the
+warehouse the full route built. At --pairs 10000000 the script builds the 10M file
+on disk first (about 5 GB gzip; minutes).
 
 Routes, each in its own subprocess so peak RSS is its own:
 - thumbs: a fresh THUMBS_HOME, `ingest_file(con, bind_source("hh"), ...)` then
@@ -53,10 +60,11 @@ def with_marker(transcript: str, marker: str) -> str:
     return transcript[:end] + marker + transcript[end:]
 
 
-def build_input(pairs: int) -> Path:
+def build_input(pairs: int, mark: str = "r") -> Path:
     """benchmarks/.work/hh-<pairs>.jsonl.gz, built once: the three HH test files
-    concatenated and replicated, replica r marked " [r<r>]"."""
-    path = WORK / f"hh-{pairs}.jsonl.gz"
+    concatenated and replicated, replica r marked " [r<r>]" (" [<mark><r>]": the
+    increment's pairs are marked "n", so none is a duplicate of the base file's)."""
+    path = WORK / (f"hh-{pairs}.jsonl.gz" if mark == "r" else f"hh-{pairs}-{mark}.jsonl.gz")
     if path.exists():
         return path
     WORK.mkdir(parents=True, exist_ok=True)
@@ -69,7 +77,7 @@ def build_input(pairs: int) -> Path:
     with gzip.open(partial, "wt", encoding="utf-8", compresslevel=6) as out:
         for index in range(pairs):
             replica, record = divmod(index, len(originals))
-            marker = f" [r{replica}]"
+            marker = f" [{mark}{replica}]"
             row = originals[record]
             out.write(json.dumps({"chosen": with_marker(row["chosen"], marker),
                                   "rejected": with_marker(row["rejected"], marker)},
@@ -82,7 +90,7 @@ def build_input(pairs: int) -> Path:
 
 # --- routes (each runs in a child process) ----------------------------------
 
-def route_thumbs(path: Path, scratch: Path) -> dict:
+def route_thumbs(path: Path, scratch: Path, increment: Path | None = None) -> dict:
     os.environ["THUMBS_HOME"] = str(scratch / "home")
     sys.path.insert(0, str(PROJECT_ROOT))
     from schemas.config import BinarizeConfig
@@ -91,24 +99,72 @@ def route_thumbs(path: Path, scratch: Path) -> dict:
     from tasks.sources import bind_source
     from tasks.warehouse.connection import connect
 
+    profile = profile_ingest()
     started = time.perf_counter()
     with connect() as con:
         loaded = ingest_file(con, bind_source("hh"), path, "bench-1")
+        ingest_profile = {name: round(seconds, 1) for name, seconds in profile.items()}
         ingested = time.perf_counter()
         ingest_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         built = binarize(con, BinarizeConfig())
+        finished = time.perf_counter()
         counts = dict(con.execute(
             "SELECT 'pairs', count(*) FROM preference_pairs UNION ALL "
-            "SELECT 'feedback', count(*) FROM feedback").fetchall())
+            "SELECT 'feedback', count(*) FROM feedback UNION ALL "
+            "SELECT 'raw', count(*) FROM raw.records").fetchall())
+        nightly = increment and nightly_increment(con, increment, binarize, BinarizeConfig())
     return {
-        "seconds": time.perf_counter() - started,
-        "sections": {"ingest_file": ingested - started, "binarize": time.perf_counter() - ingested},
-        "ingest_ru_maxrss_mb": ingest_rss,
+        "seconds": finished - started,
+        "sections": {"ingest_file": ingested - started, "binarize": finished - ingested},
+        "ingest_ru_maxrss_mb": ingest_rss, "raw_records": counts["raw"], "increment": nightly,
+        "ingest_profile": ingest_profile,
         "rows_read": loaded.rows_read, "rows_loaded": loaded.rows_loaded,
         "rows_duplicate": loaded.rows_duplicate, "rows_quarantined": loaded.rows_quarantined,
         "reasons": dict(loaded.reasons), "pairs_out": counts["pairs"], "labeled_out": counts["feedback"],
         "labeled_up": sum(n for (_, label), n in built.feedback.items() if label),
     }
+
+
+def profile_ingest() -> dict[str, float]:
+    """Seconds spent in each step of ingest_file, by wrapping the loader's steps
+    (the wrappers time and call the real functions): where an ingest's time goes."""
+    import tasks.ingest.in_duckdb as in_duckdb
+    import tasks.ingest.load as load
+
+    spent: dict[str, float] = {}
+    steps = {load: ("file_sha256", "archive_file", "_check_first_record", "parse_chunk", "_load_chunk",
+                    "_load_rows", "_keep_raw_rows"),
+             in_duckdb: ("only_newlines", "line_stats", "staged_by_sql", "left_to_parser", "create_raw_view")}
+
+    def timed(name, original):
+        def wrapper(*args, **kwargs):
+            began = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.perf_counter() - began
+        return wrapper
+
+    for module, names in steps.items():
+        for name in names:
+            setattr(module, name, timed(name, getattr(module, name)))
+    return spent
+
+
+def nightly_increment(con, path: Path, binarize, config) -> dict:
+    """The nightly case: a file of new pairs ingested and binarized on the built warehouse,
+    binarize called as the nightly calls it."""
+    from tasks.ingest.load import ingest_file
+    from tasks.sources import bind_source
+
+    started = time.perf_counter()
+    loaded = ingest_file(con, bind_source("hh"), path, "bench-2")
+    ingested = time.perf_counter()
+    binarize(con, config)
+    return {"seconds": time.perf_counter() - started,
+            "sections": {"ingest_file": ingested - started, "binarize": time.perf_counter() - ingested},
+            "rows_read": loaded.rows_read, "rows_loaded": loaded.rows_loaded,
+            "rows_duplicate": loaded.rows_duplicate, "rows_quarantined": loaded.rows_quarantined}
 
 
 def split_at_last_assistant(row: dict) -> dict:
@@ -144,21 +200,27 @@ def route_peer(path: Path, scratch: Path, num_proc: int) -> dict:
         "seconds": time.perf_counter() - started,
         "sections": {"load_dataset": loaded - started, "map_split": mapped - loaded,
                      "map_unpair": unpaired - mapped, "to_parquet": time.perf_counter() - unpaired},
-        "rows_read": len(raw), "pairs_out": len(pairs), "labeled_out": len(labeled),
+        # the equal-work line: this route checks nothing, so everything read is "loaded"
+        "rows_read": len(raw), "rows_loaded": len(pairs), "rows_duplicate": 0, "rows_quarantined": 0,
+        "pairs_out": len(pairs), "labeled_out": len(labeled),
         "labeled_up": len(pairs),
     }
 
 
 def run_child(args: argparse.Namespace) -> None:
     path, scratch = Path(args.input), Path(args.scratch)
-    result = route_thumbs(path, scratch) if args.child == "thumbs" else route_peer(path, scratch, args.num_proc)
+    if args.child == "thumbs":
+        result = route_thumbs(path, scratch, Path(args.increment_file) if args.increment_file else None)
+    else:
+        result = route_peer(path, scratch, args.num_proc)
     result["ru_maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result))
 
 
 # --- driver -----------------------------------------------------------------
 
-def measure(route: str, path: Path, num_proc: int = 1, env: dict | None = None) -> dict:
+def measure(route: str, path: Path, num_proc: int = 1, env: dict | None = None,
+            increment: Path | None = None) -> dict:
     """Run one route in a fresh subprocess with a fresh scratch dir; sample its tree's RSS."""
     import psutil
 
@@ -166,7 +228,8 @@ def measure(route: str, path: Path, num_proc: int = 1, env: dict | None = None) 
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
     command = [sys.executable, __file__, "--child", route, "--input", str(path),
-               "--scratch", str(scratch), "--num-proc", str(num_proc)]
+               "--scratch", str(scratch), "--num-proc", str(num_proc)] \
+        + (["--increment-file", str(increment)] if increment and route == "thumbs" else [])
     started = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
     watched = psutil.Process(child.pid)
@@ -197,19 +260,47 @@ def _rss(process) -> int:
 
 
 def versions() -> dict:
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
 
     names = ("duckdb", "pyarrow", "datasets", "psutil")
-    return {"python": platform.python_version(), **{name: version(name) for name in names}}
+    return {"python": platform.python_version(), **{name: installed(name) for name in names}}
 
 
 def table(pairs: int, results: dict[str, dict]) -> str:
-    peer = results["peer (datasets, num_proc=1)"]["seconds"]
-    lines = [f"{'route':<30} {'seconds':>8} {'pairs/s':>9} {'peak RSS MB':>12} {'vs peer':>8}"]
+    peers = [results[label]["seconds"] if label in results else None for label in PEERS]
+    lines = [f"{'route':<30} {'seconds':>8} {'pairs/s':>9} {'peak RSS MB':>12} {'vs peer1':>9} {'vs peer2':>9}"]
     for route, result in results.items():
+        ratios = " ".join(f"{peer / result['seconds']:8.2f}x" if peer else f"{'-':>9}" for peer in peers)
         lines.append(f"{route:<30} {result['seconds']:8.1f} {pairs / result['seconds']:9,.0f} "
-                     f"{result['peak_rss_mb']:12,.0f} {peer / result['seconds']:7.2f}x")
+                     f"{result['peak_rss_mb']:12,.0f} {ratios}")
     return "\n".join(lines)
+
+
+def equal_work(results: dict[str, dict]) -> str:
+    """What each route did with the same input: the rows behind every speed above."""
+    lines = [f"{'route':<30} {'read':>10} {'loaded':>10} {'quarant.':>9} {'dupl.':>7} {'pairs':>10} {'labeled':>10}"]
+    for route, r in results.items():
+        lines.append(f"{route:<30} {r['rows_read']:10,} {r['rows_loaded']:10,} {r['rows_quarantined']:9,} "
+                     f"{r['rows_duplicate']:7,} {r['pairs_out']:10,} {r['labeled_out']:10,}")
+    return "\n".join(lines)
+
+
+def increment_line(pairs: int, thumbs: dict) -> str:
+    nightly = thumbs["increment"]
+    sections = {k: round(v, 1) for k, v in nightly["sections"].items()}
+    return (f"nightly increment: {nightly['rows_read']:,} new pairs on a {pairs:,}-pair warehouse: "
+            f"{nightly['seconds']:.1f} s ({sections}) = {nightly['seconds'] / thumbs['seconds']:.1%} of the full "
+            f"route (target <= 5%); loaded {nightly['rows_loaded']:,}, quarantined {nightly['rows_quarantined']:,}, "
+            f"duplicates {nightly['rows_duplicate']:,}")
+
+
+PEERS = ("peer (datasets, num_proc=1)", "peer (datasets, num_proc=2)")
 
 
 def main() -> None:
@@ -220,6 +311,9 @@ def main() -> None:
     parser.add_argument("--routes", default="thumbs,peer1,peer2",
                         help="comma-separated subset of thumbs, peer1, peer2, and thumbs-inproc "
                              "(thumbs with parsing in-process, THUMBS_INGEST_WORKERS=0)")
+    parser.add_argument("--increment", type=int, default=10_000,
+                        help="new pairs for the nightly increment case, on the built warehouse (0: skip)")
+    parser.add_argument("--increment-file", help=argparse.SUPPRESS)
     parser.add_argument("--child", choices=("thumbs", "peer"), help=argparse.SUPPRESS)
     parser.add_argument("--input", help=argparse.SUPPRESS)
     parser.add_argument("--scratch", help=argparse.SUPPRESS)
@@ -232,6 +326,7 @@ def main() -> None:
     path = build_input(pairs)
     print(f"input {path.name}: {pairs:,} pairs, {path.stat().st_size / 1e6:.0f} MB gzip; "
           f"load before: {os.getloadavg()[0]:.2f}; {json.dumps(versions())}", file=sys.stderr)
+    increment = build_input(args.increment, mark="n") if args.increment else None
     wanted = args.routes.split(",")
     plan = {"thumbs": ("thumbs (ingest_file+binarize)", "thumbs", 1, {}),
             "peer1": ("peer (datasets, num_proc=1)", "peer", 1, {}),
@@ -241,23 +336,22 @@ def main() -> None:
     for attempt in range(args.repeat):  # interleaved, so load drifts hit every route alike
         for key in wanted:
             label, route, num_proc, env = plan[key]
-            result = measure(route, path, num_proc, env)
+            result = measure(route, path, num_proc, env, increment)
             runs[label].append(result)
             print(f"[{attempt + 1}/{args.repeat}] {label}: {result['seconds']:.1f} s, "
                   f"{result['peak_rss_mb']:.0f} MB, sections "
                   f"{ {k: round(v, 1) for k, v in result['sections'].items()} }, "
                   f"load {os.getloadavg()[0]:.2f}", file=sys.stderr)
     medians = {label: _median_run(results) for label, results in runs.items()}
-    if "peer (datasets, num_proc=1)" in medians:
-        print(table(pairs, medians))
+    print(table(pairs, medians))
+    print(equal_work(medians))
     for label, result in medians.items():
         print(f"{label}: " + json.dumps({k: v for k, v in result.items() if k not in ("sections",)}))
-    thumbs, peer = medians.get("thumbs (ingest_file+binarize)"), medians.get("peer (datasets, num_proc=1)")
-    if thumbs and peer:
-        print(f"equal work: peer pairs {peer['pairs_out']:,}; thumbs pairs {thumbs['pairs_out']:,} "
-              f"+ quarantined {thumbs['rows_quarantined']:,} = {thumbs['pairs_out'] + thumbs['rows_quarantined']:,} "
-              f"(duplicates {thumbs['rows_duplicate']:,}); labeled rows: peer {peer['labeled_out']:,}, "
-              f"thumbs feedback {thumbs['labeled_out']:,}")
+    thumbs = medians.get("thumbs (ingest_file+binarize)")
+    if thumbs and thumbs.get("increment"):
+        print(increment_line(pairs, thumbs))
+    if thumbs:
+        print(f"raw.records: {thumbs['raw_records']:,} rows = rows read {thumbs['rows_read']:,}")
     print(f"load after: {os.getloadavg()}")
 
 

@@ -45,6 +45,11 @@ class Home:
         return self.root / "warehouse.duckdb"
 
     @property
+    def raw_archive(self) -> Path:
+        """The files ingested, each kept once under its sha256: what raw.records reads."""
+        return self.root / "raw"
+
+    @property
     def published(self) -> Path:
         """The analysts' read-only copy of the warehouse, swapped in after each write."""
         return self.root / "published" / "warehouse.duckdb"

@@ -24,10 +24,13 @@ from typing import Any, Callable, Mapping, Sequence
 import duckdb
 import pyarrow as pa
 
-from tasks.ingest.readers import DEFAULT_MAX_ROW_BYTES, LineBatch, Progress, RawRow, RowBatch, read_batches
+from tasks.ingest.in_duckdb import archive_target, lines_for_duckdb, read_raw_from_archive, stage_in_duckdb
+from tasks.ingest.readers import (DEFAULT_MAX_ROW_BYTES, LineBatch, Progress, RawRow, RowBatch, parse_json_object,
+                                  read_batches)
 from tasks.common.settings import ThumbsError, first_line
 from tasks.sources.base import Parser, Quarantined, RowRejected, SourceBinding, Staged, StagingTable
 from tasks.warehouse.connection import read_sql, run_sql, transaction
+from tasks.warehouse.raw import archive_file, archive_matches, archived_rows_sql
 from tasks.ingest.workers import WorkerFailed, in_order
 
 CHUNK_ROWS = 5_000  # rows per batch parsed and per insert: small enough that batches in flight stay a few MB
@@ -49,6 +52,8 @@ class FileResult:
     reasons: Counter = field(default_factory=Counter)
     loaded_by_table: Counter = field(default_factory=Counter)
     previous_batch: str | None = None
+    raw_rows: int = 0  # rows as read (lines of a JSONL file), and their characters: what the
+    raw_characters: int = 0  # archived file must give back for raw.records to read it there
 
 
 def file_sha256(path: Path) -> str:
@@ -75,13 +80,17 @@ class ParsedChunk:
     quarantine: pa.Table | None = None
     staged: dict[str, pa.Table] = field(default_factory=dict)  # staging table -> its rows
     rows_read: int = 0  # outcomes, as counted in FileResult.rows_read
+    raw_rows: int = 0
+    raw_characters: int = 0
     reasons: Counter = field(default_factory=Counter)  # quarantine reason -> outcomes
     first_record: tuple[int, list[str]] | None = None  # row number and keys of the first readable row
 
 
-def parse_chunk(parse: Parser, redact: Redactor | None, constants: Mapping[str, str],
+def parse_chunk(parse: Parser, redact: Redactor | None, constants: Mapping[str, Any],
                 batch: LineBatch | RowBatch) -> ParsedChunk:
     """Read, redact and parse one batch; everything but the warehouse writes.
+    The rows as read become a raw table only if constants["store_raw"] (else the
+    file's archive is where raw.records reads them).
 
     Pure and deterministic, so the loader may run it in worker processes: the
     chunks come back in file order and the result is the same as in-process.
@@ -93,8 +102,11 @@ def parse_chunk(parse: Parser, redact: Redactor | None, constants: Mapping[str, 
     for row in batch.rows():
         if redact is not None:
             row = _redacted(row, redact)
-        raw["row_number"].append(row.row_number)
-        raw["record"].append(row.text)
+        chunk.raw_rows += 1
+        chunk.raw_characters += len(row.text)
+        if constants["store_raw"]:
+            raw["row_number"].append(row.row_number)
+            raw["record"].append(row.text)
         if row.error is None and chunk.first_record is None:
             chunk.first_record = (row.row_number, list(row.record))
         for outcome in _outcomes(parse, row):
@@ -144,6 +156,8 @@ def _keyed(columns: dict[str, list]) -> dict[str, list | pa.Array]:
 def _load_chunk(con: duckdb.DuckDBPyConnection, chunk: ParsedChunk, result: FileResult,
                 tables: Mapping[str, StagingTable]) -> None:
     result.rows_read += chunk.rows_read
+    result.raw_rows += chunk.raw_rows
+    result.raw_characters += chunk.raw_characters
     result.rows_quarantined += chunk.reasons.total()
     result.reasons.update(chunk.reasons)
     if chunk.raw is not None:
@@ -241,6 +255,7 @@ def ingest_file(
     """Load `path` for `source` in one transaction; a file loaded before is skipped."""
     path = Path(path)
     sha = file_sha256(path)
+    archive = archive_target(con, source, path, sha)
     started_at = datetime.now(timezone.utc).replace(tzinfo=None)
     result = FileResult(file=str(path), file_sha256=sha, status="loaded")
     previous = run_sql(con, "statements/load/previous_load.sql",
@@ -252,7 +267,17 @@ def ingest_file(
             else:
                 for table in source.tables:  # a new source's tables come from its declaration, not a migration
                     con.execute(table.create_statement())
-                _load_rows(con, source, path, sha, batch_id, result, max_row_bytes, progress)
+                if archive is not None:
+                    archive_file(path, archive)  # before the rows: a killed run leaves at most an unused archive
+                lines = lines_for_duckdb(con, source, sha, batch_id, max_row_bytes, archive)
+                if lines is not None:
+                    _check_first_record(path, source, max_row_bytes)
+                    _load_in_duckdb(con, source, path, sha, batch_id, result, *lines)
+                    read_raw_from_archive(con, source, sha, batch_id, result.raw_rows, archive)
+                else:
+                    _load_rows(con, source, path, sha, batch_id, result, max_row_bytes, progress, archive is None)
+                    if archive is not None:
+                        _keep_raw_rows(con, source, path, sha, batch_id, result, max_row_bytes, archive)
             run_sql(con, "statements/load/ingest_run.sql", {
                 "batch_id": batch_id, "source": source.name, "file": str(path), "file_sha256": sha,
                 "started_at": started_at, "rows_read": result.rows_read, "rows_loaded": result.rows_loaded,
@@ -264,8 +289,51 @@ def ingest_file(
     return result
 
 
-def _load_rows(con, source, path, sha, batch_id, result, max_row_bytes, progress) -> None:
-    constants = {"batch_id": batch_id, "source": source.name, "file": str(path), "file_sha256": sha}
+def _keep_raw_rows(con, source, path, sha, batch_id, result, max_row_bytes, archive: Path) -> None:
+    """raw.records reads the archived file when DuckDB gives its rows back as the
+    ingest read them; otherwise (a line that is not UTF-8, too long, a stray
+    carriage return...) the rows are read again and stored as table rows."""
+    lines = archived_rows_sql(batch_id, source.name, sha, archive)
+    if archive_matches(con, lines, result.raw_rows, result.raw_characters):
+        read_raw_from_archive(con, source, sha, batch_id, result.raw_rows, archive)
+        return
+    constants = {"batch_id": batch_id, "source": source.name, "file": str(path), "file_sha256": sha,
+                 "store_raw": True}
+    for batch in read_batches(path, rows_per_batch=CHUNK_ROWS, max_row_bytes=max_row_bytes):
+        raw = parse_chunk(source.parse, source.redact, constants, batch).raw
+        if raw is not None:
+            _insert(con, "raw_chunk", raw, read_sql("statements/load/raw_records.sql"))
+
+
+def _check_first_record(path: Path, source: SourceBinding, max_row_bytes: int) -> None:
+    """The required columns, on the first readable row (the Python route checks them as it reads)."""
+    for batch in read_batches(path, rows_per_batch=100, max_row_bytes=max_row_bytes):
+        first = next((row for row in batch.rows() if row.record is not None), None)
+        if first is not None:
+            _check_required(path, first.row_number, list(first.record), source.required_fields)
+            return
+
+
+def _load_in_duckdb(con, source, path, sha, batch_id, result, lines: str, rows: int) -> None:
+    """DuckDB stages the rows its SQL parses; the source's parser decides the rest."""
+    inserted, left = stage_in_duckdb(con, source, sha, batch_id, lines)
+    (table,) = source.tables
+    result.raw_rows = rows
+    result.rows_read += inserted
+    result.rows_loaded += inserted
+    result.loaded_by_table[table.name] += inserted
+    constants = {"batch_id": batch_id, "source": source.name, "file": str(path), "file_sha256": sha,
+                 "store_raw": False}
+    for start in range(0, len(left), CHUNK_ROWS):
+        made = [RawRow(n, text, *parse_json_object(text)) for n, text in left[start:start + CHUNK_ROWS]]
+        chunk = parse_chunk(source.parse, source.redact, constants, RowBatch(made))
+        chunk.raw_rows = 0  # counted above
+        _load_chunk(con, chunk, result, {table.name: table})
+
+
+def _load_rows(con, source, path, sha, batch_id, result, max_row_bytes, progress, store_raw: bool) -> None:
+    constants = {"batch_id": batch_id, "source": source.name, "file": str(path), "file_sha256": sha,
+                 "store_raw": store_raw}
     work = partial(parse_chunk, source.parse, source.redact, constants)
     batches = read_batches(path, rows_per_batch=CHUNK_ROWS, max_row_bytes=max_row_bytes, progress=progress)
     checked = False

@@ -114,6 +114,7 @@ class SourceBinding:
     # raw.records and quarantine. Rows that cannot be parsed are then withheld.
     redact: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
     tables: Sequence[StagingTable] = ()
+    stage_sql: str | None = None  # see Source.stage_sql
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,11 @@ class Source:
     parse: Parser | None = None
     required_fields: Sequence[str] = ()
     bind_mapping: Callable[[str | Path, str | Path | None], SourceBinding] | None = None
+    # Optional: a statement of warehouse/ that parses the plain rows of a JSON Lines
+    # file in DuckDB, as `parse` would, for the source's one staging table (see
+    # warehouse/statements/load/hh_pairs.sql: `staged`, row_key and the table's
+    # columns for each line; the rows it does not stage go to `parse`).
+    stage_sql: str | None = None
 
     def __post_init__(self) -> None:
         if (self.parse is None) == (self.bind_mapping is None):
@@ -143,7 +149,8 @@ class Source:
 
     def bind(self, mapping: str | Path | None = None, home: str | Path | None = None) -> SourceBinding:
         if self.bind_mapping is None:
-            return SourceBinding(self.name, self.parse, tuple(self.required_fields), tables=tuple(self.staging))
+            return SourceBinding(self.name, self.parse, tuple(self.required_fields), tables=tuple(self.staging),
+                                 stage_sql=self.stage_sql)
         if mapping is None:
             raise ThumbsError(f"thumbs ingest {self.name}: --mapping MAP.yaml is required "
                               "(it names the file's columns)")

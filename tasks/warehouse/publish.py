@@ -17,10 +17,13 @@ from tasks.common.files import replaced_file
 from tasks.common.home import Home, HomeLike
 from tasks.common.settings import ThumbsError
 from tasks.warehouse.connection import run_sql
+from tasks.warehouse.raw import create_raw_view
 
 PUBLISHED_TABLES = (
     "feedback", "preference_pairs", "feedback_ties", "quarantine", "ingest_runs",
     "lineage_runs", "snapshots", "checkpoints", "promotions", "experiments",
+    # raw.records is a view over these two and the archived files (tasks/warehouse/raw.py)
+    "raw.stored_records", "raw.files",
 )
 
 
@@ -36,9 +39,11 @@ def publish(con: duckdb.DuckDBPyConnection, home: HomeLike = None) -> Path:
         with replaced_file(target) as scratch:
             copy = duckdb.connect(str(scratch))
             try:
+                copy.execute("CREATE SCHEMA raw")
                 for table in PUBLISHED_TABLES:
                     copy.from_arrow(con.table(table).to_arrow_reader(65_536)).create(table)
                 create_views(copy)
+                create_raw_view(copy)
                 run_sql(copy, "models/marts/feedback_one_per_prompt.sql")
                 copy.execute("CHECKPOINT")
             finally:

@@ -12,28 +12,31 @@ import duckdb
 from tasks.common.home import Home, HomeLike
 from tasks.common.settings import ThumbsError
 
-# Read-only file, no file system access (no COPY TO, ATTACH, read_csv of other
-# files, INSTALL), and the settings locked so a query cannot undo any of it.
-LOCKED_DOWN = {
-    "enable_external_access": False,
-    "autoinstall_known_extensions": False,
-    "autoload_known_extensions": False,
-    "lock_configuration": True,
-}
+# Read-only file, no file system access but reading the raw archive that
+# raw.records is a view over (no COPY TO, ATTACH, read_csv of other files,
+# INSTALL), and the settings locked so a query cannot undo any of it. Set in this
+# order after opening: DuckDB takes allowed_directories only while external
+# access is still on, and nothing once the configuration is locked.
+NO_EXTENSIONS = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+LOCK_DOWN = ("SET allowed_directories = $allowed", "SET enable_external_access = false",
+             "SET lock_configuration = true")
 FORMATS = ("table", "csv", "json")
 
 
 @contextmanager
 def published_connection(home: HomeLike = None) -> Iterator[duckdb.DuckDBPyConnection]:
     """A locked-down read-only connection to the analysts' copy."""
-    path = Home.of(home).published
+    home = Home.of(home)
+    path = home.published
     if not path.exists():
         raise ThumbsError(f"{path}: nothing published yet; run `thumbs ingest` or `thumbs demo` first")
     try:
-        con = duckdb.connect(str(path), read_only=True, config=LOCKED_DOWN)
+        con = duckdb.connect(str(path), read_only=True, config=NO_EXTENSIONS)
     except duckdb.Error as exc:
         raise ThumbsError(f"{path}: cannot open the published warehouse ({exc})") from exc
     try:
+        for statement in LOCK_DOWN:
+            con.execute(statement, {"allowed": [f"{home.raw_archive}/"]} if "$allowed" in statement else None)
         yield con
     finally:
         con.close()

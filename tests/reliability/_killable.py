@@ -10,6 +10,8 @@ Points:
   file-start / file-committed   around tasks.ingest.load.ingest_file (one transaction per file)
   insert-raw_chunk, insert-quarantine_chunk, insert-staged_chunk
                                 after each chunk insert inside that transaction
+  insert-staged_by_sql          after the rows a source's SQL parsed are staged (one INSERT;
+                                the rows left to the Python parser come after, in chunks)
   publish-swap                  just before the analysts' copy is renamed into place
   binarize-model                after each SQL model binarize runs in its transaction
   snapshot-file-written         after each Parquet file of a snapshot is written (scratch dir)
@@ -80,11 +82,13 @@ def wrap_before(module, attribute: str, name_of) -> None:
 
 
 def install_loader() -> None:
+    import tasks.ingest.in_duckdb
     import tasks.ingest.load
 
     if os.environ.get("RELIABILITY_CHUNK_ROWS"):
         tasks.ingest.load.CHUNK_ROWS = int(os.environ["RELIABILITY_CHUNK_ROWS"])
     wrap_after(tasks.ingest.load, "_insert", lambda con, view, *rest, **kw: f"insert-{view}")
+    wrap_after(tasks.ingest.in_duckdb, "staged_by_sql", lambda *args, **kwargs: "insert-staged_by_sql")
 
 
 def reported(ingest_file):

@@ -84,7 +84,7 @@ def test_a_writer_that_cannot_get_the_lock_gives_up_with_a_clear_message(hh_file
         publish(con, home)
     before = fingerprint(home)
     holder = Thumbs(["--direct", str(home), "hh", str(hh_files.a)], tmp_path / "holder.events",
-                    prefect_api_url=None, pause_at="insert-raw_chunk:1", chunk_rows=KILL_CHUNK_ROWS)
+                    prefect_api_url=None, pause_at="insert-staged_by_sql:1", chunk_rows=KILL_CHUNK_ROWS)
     try:
         holder.wait_for("paused")
         started = time.monotonic()

@@ -91,15 +91,15 @@ def chain(hh_files, clean_reference, prefect_api_url, tmp_path_factory) -> Chain
         patch.setattr("tasks.ingest.load.CHUNK_ROWS", KILL_CHUNK_ROWS)
         assert main(["--home", str(home), "ingest", "shp", *hh_files.shp]) == 0  # an analysts' copy exists
 
-        kill("file A: raw rows of chunk 1 inserted, its staged rows not yet", ingest_direct,
-             pause_at="insert-raw_chunk:1")
-        kill("file A: after a random chunk", ingest_direct,
-             pause_at=f"insert-staged_chunk:{rng.randint(2, 4)}")
+        kill("file A: the rows DuckDB parsed staged, the parser's rows not yet", ingest_direct,
+             pause_at="insert-staged_by_sql:1")
+        kill("file A: after the rows its parser staged", ingest_direct,
+             pause_at="insert-staged_chunk:1")
         kill("file A: at a random moment of its load", ingest_direct, after="file-start:1",
              delay=rng.uniform(0.05, 0.4))
         kill("between files: A committed, B not started", ingest, pause_at="file-committed:1")
-        kill("file B: after a random raw chunk", ingest_direct,
-             pause_at=f"insert-raw_chunk:{rng.randint(1, 3)}")
+        kill("file B: after its parser's quarantined rows", ingest_direct,
+             pause_at="insert-quarantine_chunk:1")
         kill("publish: new copy built, not yet swapped in", ingest, pause_at="publish-swap:1")
 
         assert main(ingest) == 0

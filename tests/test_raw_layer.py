@@ -1,0 +1,79 @@
+"""The raw layer: a JSON Lines file is archived once under THUMBS_HOME/raw by its
+sha256 and raw.records reads it there, giving back every row as the ingest read it
+(row numbers, text), in the live warehouse and in the analysts' published copy.
+Files DuckDB would read differently keep their rows as table rows; warehouses from
+before migration 006 keep theirs."""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+
+import duckdb
+
+from tasks.common.home import Home
+from tasks.ingest.load import ingest_file
+from tasks.sources import bind_source
+from tasks.warehouse.connection import connect, migrate
+from tasks.warehouse.publish import publish
+from tasks.warehouse.query import run_query
+from samples import DEMO_HH_HARMLESS
+
+GOOD = {"chosen": "\n\nHuman: Hi\n\nAssistant: Hello!", "rejected": "\n\nHuman: Hi\n\nAssistant: Go away."}
+
+
+def raw_rows(con) -> list[tuple]:
+    return con.execute("SELECT source, file_sha256, row_number, record FROM raw.records "
+                       "ORDER BY file_sha256, row_number").fetchall()
+
+
+def test_real_hh_file_is_archived_once_and_read_back_row_for_row(home):
+    lines = gzip.decompress(DEMO_HH_HARMLESS.read_bytes()).decode().splitlines()
+    sha = hashlib.sha256(DEMO_HH_HARMLESS.read_bytes()).hexdigest()
+    with connect(home) as con:
+        result = ingest_file(con, bind_source("hh"), DEMO_HH_HARMLESS, "b1")
+        assert result.rows_read == len(lines) == 200
+        assert raw_rows(con) == [("hh", sha, n, line) for n, line in enumerate(lines, 1)]
+        assert con.execute("SELECT count(*) FROM raw.stored_records").fetchone() == (0,)  # no second copy
+        again = ingest_file(con, bind_source("hh"), DEMO_HH_HARMLESS, "b2")
+        assert again.status == "skipped" and len(raw_rows(con)) == 200
+        publish(con, home)
+    archived = list(Home.of(home).raw_archive.rglob("*.jsonl.gz"))
+    assert [p.name for p in archived] == [f"{sha}.jsonl.gz"]
+    assert archived[0].read_bytes() == DEMO_HH_HARMLESS.read_bytes()
+    # what `thumbs query` answers: the published copy, which had no raw.records before
+    assert run_query("SELECT count(*) FROM raw.records", home)[1] == [(result.rows_read,)]
+
+
+def test_blank_lines_bom_and_crlf_are_numbered_as_the_reader_numbers_them(home, tmp_path):
+    path = tmp_path / "odd.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(GOOD).encode() + b"\r\n\n   \n"
+                     + b'{"chosen": "\\\\x1e a|b", "rejected": 1}\n' + b"not json")
+    with connect(home) as con:
+        result = ingest_file(con, bind_source("hh"), path, "b1")
+        assert (result.rows_read, result.rows_loaded, result.rows_quarantined) == (3, 1, 2)
+        rows = [(n, record) for _, _, n, record in raw_rows(con)]
+        assert rows == [(1, json.dumps(GOOD)), (4, '{"chosen": "\\\\x1e a|b", "rejected": 1}'), (5, "not json")]
+        assert con.execute("SELECT count(*) FROM raw.files").fetchone() == (1,)  # read from the archive
+
+
+def test_a_file_duckdb_reads_differently_keeps_its_rows_as_table_rows(home, tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(json.dumps(GOOD).encode() + b"\n" + b'{"chosen": "caf\xe9"}\n')  # row 2 is not UTF-8
+    with connect(home) as con:
+        result = ingest_file(con, bind_source("hh"), path, "b1")
+        assert (result.rows_read, result.rows_quarantined) == (2, 1)
+        assert con.execute("SELECT count(*) FROM raw.files").fetchone() == (0,)
+        assert [n for _, _, n, _ in raw_rows(con)] == [1, 2]
+        assert con.execute("SELECT count(*) FROM raw.stored_records").fetchone() == (2,)
+
+
+def test_raw_rows_of_a_warehouse_from_before_migration_006_stay_queryable(home):
+    con = duckdb.connect(str(Home.of(home).warehouse))
+    migrate(con, until="005_row_keys")
+    con.execute("INSERT INTO raw.records VALUES ('old', 'hh', 'abc', 1, '{}')")
+    con.close()
+    with connect(home) as con:  # migrates to 006
+        assert raw_rows(con) == [("hh", "abc", 1, "{}")]
+        ingest_file(con, bind_source("hh"), DEMO_HH_HARMLESS, "b1")
+        assert con.execute("SELECT count(*) FROM raw.records").fetchone() == (201,)
