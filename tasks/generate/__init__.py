@@ -1,0 +1,1 @@
+"""Making text with a model: the batched, seeded sampler (sampling.py)."""
