@@ -132,6 +132,9 @@ class Source:
     parse: Parser | None = None
     required_fields: Sequence[str] = ()
     bind_mapping: Callable[[str | Path, str | Path | None], SourceBinding] | None = None
+    # A synthetic source's files are made by `thumbs synthesize <name>` from prompts,
+    # not collected: sources.yaml then names prompts and a per-run count, not paths.
+    synthetic: bool = False
 
     def __post_init__(self) -> None:
         if (self.parse is None) == (self.bind_mapping is None):
