@@ -1,4 +1,4 @@
-"""The RLCD synthetic source: guards, templates, determinism, resume after a kill, the
+"""The RLCD synthetic source (its parser and guards: tests/sources/test_rlcd.py): templates, determinism, resume after a kill, the
 flow into the marts, lineage and the nightly option. Generation uses tiny-llama made
 to end its replies (fixtures_models.ending_llama_dir): gibberish, but real
 generation, real files, a real warehouse and a real Prefect server."""
@@ -20,45 +20,10 @@ from tasks.common.home import Home
 from tasks.common.settings import PROJECT_ROOT, ThumbsError
 from tasks.generate.rlcd import DEFAULT_TEMPLATES, load_templates, synthesize, with_suffix
 from tasks.sources import rlcd
-from tasks.sources.base import RowRejected, Staged
 from tasks.warehouse.connection import connect
 
 PROMPTS = [[{"role": "user", "content": f"Question {i}: how should I plan a {topic}?"}]
            for i, topic in enumerate(["garden", "trip", "party", "budget", "week", "move", "meal", "talk"])]
-
-
-def record(**changes) -> dict:
-    base = {"prompt": [{"role": "user", "content": "How do I fix a bike tyre?"}],
-            "template_pair": "kind-vs-hurtful", "positive_context": "(Answer kindly.)",
-            "negative_context": "(Answer rudely.)", "positive_reply": "Patch the tube.",
-            "negative_reply": "Figure it out.", "positive_truncated": False, "negative_truncated": False,
-            "max_reply_chars": 40, "generator_sha256": "g" * 64, "templates_sha256": "t" * 64}
-    return {**base, **changes}
-
-
-def rejection(**changes) -> str:
-    with pytest.raises(RowRejected) as caught:
-        rlcd.parse(record(**changes))
-    return str(caught.value)
-
-
-def test_positive_reply_is_chosen_unless_rescored():
-    [staged] = rlcd.parse(record())
-    assert isinstance(staged, Staged) and staged.table == rlcd.TABLE
-    assert (staged.values["chosen"], staged.values["rejected"], staged.values["labeled_by"]) == \
-        ("Patch the tube.", "Figure it out.", "context")
-    [rescored] = rlcd.parse(record(positive_score=-1.0, negative_score=0.5))  # the reward model disagrees
-    assert (rescored.values["chosen"], rescored.values["labeled_by"], rescored.values["margin"]) == \
-        ("Figure it out.", "rescore", 1.5)
-
-
-def test_every_guard_quarantines_with_its_reason():
-    assert rejection(negative_reply="  ") == "empty reply (negative)"
-    assert rejection(positive_truncated=True) == "truncated reply (hit max_new_tokens) (positive)"
-    assert rejection(positive_reply="x" * 41) == "reply over the length cap (positive)"
-    assert rejection(negative_reply=" Patch the tube. ") == "identical positive and negative replies"
-    assert rejection(negative_reply="Sure. Answer rudely. Done.") == "reply echoes the context suffix (negative)"
-    assert rejection(prompt=[]) == "prompt has no user turn"
 
 
 def test_shipped_templates_and_a_bad_file(tmp_path):
@@ -134,7 +99,8 @@ def rows(home: Path, sql: str) -> list[tuple]:
         return con.execute(sql).fetchall()
 
 
-def test_flow_lands_pairs_in_the_marts_with_lineage(prefect_harness, home, tmp_path, ending_llama_dir):
+def test_flow_lands_pairs_in_the_marts_with_lineage(prefect_harness, home, tmp_path, tiny_llama_dir,
+                                                    ending_llama_dir):
     from flows.binarize import binarize_flow
     from flows.synthesize import synthesize_flow
     from schemas.config import BinarizeConfig
@@ -164,10 +130,17 @@ def test_flow_lands_pairs_in_the_marts_with_lineage(prefect_harness, home, tmp_p
     assert origin["templates_sha256"] == load_templates(None, "harmlessness").sha256
     assert str(prompts_file.resolve()) in origin["prompt_set"]
 
-    from tasks.lineage.history import generation_lines
+    # A checkpoint trained on these pairs alone leads back to the generator, templates and prompts.
+    from flows.train import train_flow
+    from tasks.lineage.history import lineage_lines
 
-    lines = "\n".join(generation_lines(origin))
-    assert origin["generator_sha256"][:16] in lines and origin["templates_sha256"][:16] in lines
+    trained = train_flow("dpo", overrides=[f"model={tiny_llama_dir}", "max_length=96", "batch_size=2", "steps=1",
+                                           "eval_batches=0", "device=cpu", "sources=[synthetic]"], home=str(home))
+    lines = "\n".join(lineage_lines(trained["checkpoint_id"], home))
+    assert "synthetic:rlcd" in lines
+    for shown in (f"generator  {settings.model}", origin["generator_sha256"][:16], origin["templates_sha256"][:16],
+                  origin["prompt_set_sha256"][:16], str(prompts_file.resolve())):
+        assert shown in lines
 
     # Same prompts, same seed: the same file, already loaded; nothing changes.
     again = synthesize_flow("rlcd", settings, prompts_file=str(prompts_file), home=str(home))
@@ -192,3 +165,28 @@ def test_nightly_option_synthesizes_new_prompts_per_run(prefect_harness, home, t
     bad.write_text("sources:\n  - source: rlcd\n    paths: [x.jsonl]\n")
     with pytest.raises(ThumbsError, match="takes `prompts` and `per_run`, not `paths`"):
         load_sources(bad)
+
+
+def test_rescore_labels_by_a_reward_model(tmp_path, tiny_llama_dir, ending_llama_dir):
+    """RLCD-Rescore with a tiny random LlamaForSequenceClassification saved to disk: both
+    replies carry its scores, and the parser lets the scores pick the chosen reply."""
+    from transformers import AutoConfig, LlamaForSequenceClassification
+
+    from tasks.generate.rlcd import reward_scorer
+    from tasks.train.models import load_tokenizer
+
+    reward_dir = tmp_path / "reward-model"
+    reward_config = AutoConfig.from_pretrained(tiny_llama_dir, num_labels=1)
+    LlamaForSequenceClassification(reward_config).save_pretrained(reward_dir)
+    load_tokenizer(tiny_llama_dir).save_pretrained(reward_dir)
+
+    made = synthesize(PROMPTS[:2], config(ending_llama_dir, rescore=str(reward_dir)), Home.of(tmp_path / "h"),
+                      prompt_source="t")
+    records = [json.loads(line) for line in made.file.read_text().splitlines()]
+    score = reward_scorer(str(reward_dir), "cpu")
+    for r in records:
+        assert [r["positive_score"], r["negative_score"]] == pytest.approx(
+            score([r["prompt"]] * 2, [r["positive_reply"], r["negative_reply"]]), abs=1e-5)
+        assert r["positive_score"] != r["negative_score"]
+    with pytest.raises(ThumbsError, match="not a transformers model directory"):
+        reward_scorer(str(tmp_path / "nothing"))
