@@ -2,14 +2,15 @@
 
 The code packages (flows, tasks, schemas) are found in the tree. The files the
 code reads at run time (the warehouse/ SQL, examples/ and the demo_data/ they
-point to) go into the wheel under one `thumbs_data/` folder, keeping their
-relative layout, so installing thumbs adds no top-level `warehouse` or `examples`
-to site-packages. tasks/common/settings.py finds them there.
+point to, templates/ such as the RLCD contrast templates) go into the wheel
+under one `thumbs_data/` folder, keeping their relative layout, so installing
+thumbs adds no top-level `warehouse` or `examples` to site-packages.
+tasks/common/settings.py finds them there.
 """
 from setuptools import find_namespace_packages, find_packages, setup
 
 # the folders of run-time files: every file in them ships
-SHIPPED = ("warehouse", "examples", "demo_data")
+SHIPPED = ("warehouse", "examples", "demo_data", "templates")
 
 packages = find_packages(include=["flows*", "tasks*", "schemas*"])
 package_data = {}

@@ -19,6 +19,7 @@ EPILOG = """examples:
   thumbs binarize eval_fraction=0.05
   thumbs train --algo kto model=smollm2-135m steps=30
   thumbs query "select source, label, count(*) from feedback group by all order by all"
+  thumbs synthesize rlcd --prompts prompts.jsonl --model smollm2-135m --n 200 temperature=0.7
   thumbs demo
   thumbs report --out site/
 """
@@ -63,16 +64,39 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     results = ingest_flow(args.source, args.paths, mapping=args.mapping, home=args.home,
                           max_row_bytes=args.max_row_bytes, show_progress=True)
+    _print_ingested(args.source, results)
+    return 0
+
+
+def _print_ingested(source: str, results) -> None:
     rows = [[Path(r.file).name, r.status, r.rows_read, r.rows_loaded, r.rows_duplicate, r.rows_quarantined]
             for r in results]
     rows.append(["total", "", *[sum(r[i] for r in rows) for i in range(2, 6)]])
-    _print_table(f"ingest {args.source}", ["file", "status", "read", "loaded", "duplicate", "quarantined"], rows)
+    _print_table(f"ingest {source}", ["file", "status", "read", "loaded", "duplicate", "quarantined"], rows)
     reasons = sum((r.reasons for r in results), Counter())
     if reasons:
         _print_table("quarantined rows by reason", ["reason", "rows"], [[k, v] for k, v in reasons.most_common(10)])
     for r in results:
         if r.status == "skipped":
             print(f"{r.file}: already loaded by batch {r.previous_batch} (same sha256): nothing changed")
+
+
+def cmd_synthesize(args: argparse.Namespace) -> int:
+    from flows.synthesize import synthesize_flow
+    from schemas.config import load_config
+    from schemas.synthesize import RlcdConfig
+
+    kind, *overrides = args.kind_and_overrides
+    given = [f"{key}={value}" for key, value in (("model", args.model), ("n", args.n)) if value is not None]
+    config = load_config(RlcdConfig, args.config, [*given, *overrides])
+    result = synthesize_flow(kind, config, prompts_file=args.prompts, from_warehouse=args.from_warehouse,
+                             where=args.where, home=args.home, show_progress=True)
+    synthesis = result.synthesis
+    print(f"{len(result.prompts.prompts)} prompts from {result.prompts.source}"
+          + "".join(f"; {n} skipped: {why}" for why, n in result.prompts.skipped.items()))
+    print(f"generated {synthesis.file} ({synthesis.chunks_done} chunk(s) generated, "
+          f"{synthesis.chunks_resumed} resumed)")
+    _print_ingested("rlcd", result.ingested)
     return 0
 
 
@@ -295,14 +319,39 @@ def build_parser() -> argparse.ArgumentParser:
     report = verbs.add_parser("report", help="one self-contained HTML page: feedback, quarantine, runs, checkpoints")
     report.add_argument("--out", metavar="DIR", help="where to write report.html (default: THUMBS_HOME/report)")
     report.set_defaults(run=cmd_report)
+    synthesize = verbs.add_parser("synthesize", help="make preference pairs with a model (RLCD) and ingest them")
+    prompts = synthesize.add_mutually_exclusive_group(required=True)
+    prompts.add_argument("--prompts", help="a file of prompts (any ingest format; `prompt` or HH `chosen`)")
+    prompts.add_argument("--from-warehouse", action="store_true", help="the prompts of feedback, fewest thumbs first")
+    synthesize.add_argument("--where", help="trusted SQL filter over prompt, thumbs, sources (e.g. \"thumbs < 3\")")
+    synthesize.add_argument("--model", help="generator: a preset or a model directory (default smollm2-135m)")
+    synthesize.add_argument("--n", type=int, help="at most this many prompts")
+    synthesize.add_argument("--config", help="YAML file of synthesis options")
+    synthesize.add_argument("kind_and_overrides", nargs="+", metavar="rlcd [key=value ...]",
+                            help="the kind (rlcd), then options: seed, temperature, top_p, max_new_tokens, batch_size, templates, template_set, "
+                                 "max_reply_chars, rescore, chunk_rows, device")
+    synthesize.set_defaults(run=cmd_synthesize)
 
     demo = verbs.add_parser("demo", help="the whole pipeline on the shipped data, on CPU")
     demo.set_defaults(run=cmd_demo)
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None):
+    """parse_args, except that `synthesize` takes key=value words after its options too
+    (`synthesize rlcd --n 5 seed=1`): argparse fills a positional list only with the
+    words before the first option, and calls the rest unrecognized."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and hasattr(args, "kind_and_overrides") and all("=" in w and not w.startswith("-") for w in unknown):
+        args.kind_and_overrides += unknown
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parse_args(parser, argv)
     _quiet_prefect(args.verbose)
     try:
         return args.run(args)

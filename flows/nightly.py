@@ -13,6 +13,7 @@ from prefect import flow
 from flows.binarize import binarize_flow
 from flows.evaluate import evaluate_flow
 from flows.ingest import ingest_flow
+from flows.synthesize import synthesize_watched
 from flows.train import train_flow
 from schemas.nightly import GateConfig, load_sources
 from tasks.common.home import Home
@@ -40,6 +41,9 @@ def nightly_flow(sources_file: str, algo: str = "kto", config_path: str | None =
         report, step = NightlyReport(run_id=run.run_id), "ingest"
         try:
             for watched in sources.sources:
+                if watched.prompts:  # a synthetic source: this run's share of new prompts
+                    report.count_ingested(synthesize_watched(watched, home, show_progress))
+                    continue
                 files, unmatched = watched_files(watched.paths)
                 report.unmatched_patterns += unmatched
                 if files:

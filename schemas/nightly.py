@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -21,14 +21,29 @@ class WatchedSource(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     source: SourceName
-    paths: list[str] = Field(min_length=1)
+    paths: list[str] = Field(default_factory=list)
     mapping: str | None = None
+    # A synthetic source (rlcd): each run makes pairs for `per_run` prompts of `prompts`
+    # (a prompts file, or `warehouse`) not synthesized before; `options` as for
+    # `thumbs synthesize` (model, temperature, ...).
+    prompts: str | None = None
+    per_run: int | None = Field(None, ge=1)
+    options: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _mapping_for_logs(self) -> "WatchedSource":
         if SOURCES[self.source].needs_mapping != (self.mapping is not None):
             raise ValueError(f"a `{'`/`'.join(MAPPED_SOURCES)}` source needs `mapping`, "
                              f"and only a {' or '.join(MAPPED_SOURCES)} source takes one")
+        return self
+
+    @model_validator(mode="after")
+    def _prompts_for_synthetic(self) -> "WatchedSource":
+        if SOURCES[self.source].synthetic:
+            if not self.prompts or not self.per_run or self.paths:
+                raise ValueError(f"a synthetic source ({self.source}) takes `prompts` and `per_run`, not `paths`")
+        elif not self.paths or self.prompts or self.per_run or self.options:
+            raise ValueError(f"source {self.source} takes `paths` (at least one), not prompts/per_run/options")
         return self
 
 
@@ -89,4 +104,6 @@ def load_sources(path: str | Path) -> SourcesFile:
         entry.paths = [p if Path(p).is_absolute() else str(base / p) for p in entry.paths]
         if entry.mapping and not Path(entry.mapping).is_absolute():
             entry.mapping = str(base / entry.mapping)
+        if entry.prompts and entry.prompts != "warehouse" and not Path(entry.prompts).is_absolute():
+            entry.prompts = str(base / entry.prompts)
     return sources

@@ -50,3 +50,28 @@ def tiny_llama_dir(model_cache: Path) -> Path:
 def smollm2_dir(model_cache: Path) -> Path:
     """The real SmolLM2-135M-Instruct, converted from the GGUF (~30 s the first time)."""
     return resolve_model("smollm2-135m", model_cache)
+
+
+@pytest.fixture(scope="session")
+def ending_llama_dir(tiny_llama_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tiny-llama whose replies end by themselves after a few tokens (the random one
+    never says <|im_end|>): untied lm_head, every token's logit scaled down, and the
+    end-of-turn logit made 12 x one hidden unit, so it wins on about a third of steps.
+    For tests of what happens to finished, empty and truncated replies."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from tasks.train.models import load_tokenizer
+
+    target = tmp_path_factory.mktemp("ending-llama")
+    tokenizer = load_tokenizer(tiny_llama_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    model.config.tie_word_embeddings = False
+    weights = model.get_input_embeddings().weight.detach().clone() * 0.1
+    end_of_turn = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    weights[end_of_turn] = 0.0
+    weights[end_of_turn, 0] = 12.0
+    model.lm_head.weight = torch.nn.Parameter(weights)
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return target

@@ -10,9 +10,9 @@ size, the row's position or what else was asked.
 Batches are left-padded (the new tokens of every row then sit in the same column)
 and decoded with the KV cache: the prompt runs once, then one token per step. Prompts
 are sorted by length before batching so little of a batch is padding; results come
-back in the caller's order. Rounding may differ between batch shapes, so a reply is
-the same across batch sizes except where a draw falls within float error of a
-top-p or sampling boundary (not seen on our tests' models).
+back in the caller's order. Rounding differs slightly between batch shapes; the
+sampling (Gumbel-max, see _pick) makes a reply change only when two tokens' perturbed
+scores tie within that rounding, which our tests have not seen happen.
 
 On CUDA, forwards run under bf16 autocast (tasks.train.models.autocast_context); on
 CPU in float32 (bf16 is ~500x slower on these CPUs).
@@ -104,21 +104,24 @@ def _nucleus(probs: torch.Tensor, top_p: float) -> tuple[torch.Tensor, torch.Ten
 
 
 def _pick(logits: torch.Tensor, settings: SamplingSettings, generators: list[torch.Generator]) -> torch.Tensor:
-    """One token per row: greedy at temperature 0, else top-p sampling by the inverse
-    of the candidates' cumulative distribution at one uniform draw from the row's own
-    generator (rows share no random state)."""
+    """One token per row: greedy at temperature 0, else top-p sampling by the Gumbel-max
+    trick (argmax of log-probability plus Gumbel noise drawn from the row's own generator).
+
+    Gumbel-max rather than an inverse CDF: rounding differs a little between batch
+    shapes, and an inverse CDF over near-equal probabilities flips to a neighbouring
+    token on a tiny change, while the perturbed maximum changes only when its lead
+    (typically of order 1) is within rounding error."""
     if settings.temperature <= 0:
         return logits.argmax(-1)
-    probs = (logits / settings.temperature).softmax(-1)
+    logp = (logits / settings.temperature).log_softmax(-1)
     if settings.top_p < 1:
-        candidates, ids = _nucleus(probs, settings.top_p)
-    else:
-        candidates, ids = probs, None
-    cumulative = candidates.cumsum(-1)
-    draws = torch.cat([torch.rand(1, generator=g, device=g.device) for g in generators]).to(cumulative.dtype)
-    picked = torch.searchsorted(cumulative, (draws * cumulative[:, -1])[:, None], right=True)
-    picked = picked.clamp(max=cumulative.shape[-1] - 1)
-    return picked.squeeze(-1) if ids is None else ids.gather(-1, picked).squeeze(-1)
+        candidates, ids = _nucleus(logp.exp(), settings.top_p)
+        keep = torch.zeros_like(logp, dtype=torch.bool).scatter(-1, ids, candidates > 0)
+        logp = logp.masked_fill(~keep, float("-inf"))
+    vocab = logp.shape[-1]
+    uniform = torch.stack([torch.rand(vocab, generator=g, device=g.device) for g in generators])
+    gumbel = -torch.log(-torch.log(uniform.clamp_min(1e-20)))
+    return (logp + gumbel.to(logp.dtype)).argmax(-1)
 
 
 @torch.no_grad()

@@ -60,6 +60,23 @@ def lineage_lines(checkpoint: str, home: str | Path | None) -> list[str]:
     for split, entry in counts.items():
         lines.append(f"     {split:<14} {entry.get('rows', 0)} rows  {entry.get('by_source', {})}")
     lines.append(f"   └─ {len(ingests)} source file load(s) in {len(batches)} ingest run(s)")
-    for batch_id, source, file, sha, loaded, finished in ingests:
+    for batch_id, source, file, sha, loaded, finished, options in ingests:
         lines.append(f"        {finished}  {source:<16} {file}  sha256 {sha[:16]}  ({loaded} rows, batch {batch_id[:8]})")
+        lines += generation_lines(json.loads(options or "{}"))
     return lines
+
+
+def generation_lines(options: dict) -> list[str]:
+    """For a generated file (a synthetic source): what generated it."""
+    if "generator_sha256" not in options:
+        return []
+    return [
+        f"           generator  {options['generator_model']}   weights sha256 {options['generator_sha256'][:16]}",
+        f"           templates  {options['templates_file']} [{options['template_set']}]"
+        f"   sha256 {options['templates_sha256'][:16]}",
+        f"           prompts    {options['prompts']} from {options['prompt_set']}"
+        f"   set sha256 {options['prompt_set_sha256'][:16]}",
+        f"           sampling   seed {options['seed']}, temperature {options['temperature']}, top_p {options['top_p']}, "
+        f"max_new_tokens {options['max_new_tokens']}" + (f", rescored by {options['rescore']}" if options.get("rescore")
+                                                          else ""),
+    ]

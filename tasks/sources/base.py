@@ -138,6 +138,9 @@ class Source:
     # warehouse/statements/load/hh_pairs.sql: `staged`, row_key and the table's
     # columns for each line; the rows it does not stage go to `parse`).
     stage_sql: str | None = None
+    # A synthetic source's files are made by `thumbs synthesize <name>` from prompts,
+    # not collected: sources.yaml then names prompts and a per-run count, not paths.
+    synthetic: bool = False
 
     def __post_init__(self) -> None:
         if (self.parse is None) == (self.bind_mapping is None):
