@@ -18,6 +18,8 @@ EPILOG = """examples:
   thumbs ingest log examples/support-bot.jsonl --mapping examples/support-bot.mapping.yaml
   thumbs binarize eval_fraction=0.05
   thumbs train --algo kto model=smollm2-135m steps=30
+  thumbs train --algo dpo lora_r=16 lora_alpha=32
+  thumbs export <checkpoint id> --merge
   thumbs query "select source, label, count(*) from feedback group by all order by all"
   thumbs demo
 """
@@ -187,6 +189,15 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from tasks.train.export import export_checkpoint
+
+    path = export_checkpoint(args.checkpoint, merge=args.merge, out=args.out, home=args.home)
+    print(f"exported:   {path}")
+    print(f"load it:    AutoModelForCausalLM.from_pretrained({str(path)!r})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="thumbs", description="Human feedback in, aligned language models out.",
@@ -246,6 +257,13 @@ def build_parser() -> argparse.ArgumentParser:
     lineage = verbs.add_parser("lineage", help="a checkpoint's chain back to its source files")
     lineage.add_argument("checkpoint", help="a checkpoint id, or `champion`")
     lineage.set_defaults(run=cmd_lineage)
+
+    export = verbs.add_parser("export", help="a checkpoint as full weights that load with from_pretrained")
+    export.add_argument("checkpoint", help="a checkpoint id or directory")
+    export.add_argument("--merge", action="store_true", help="merge a LoRA adapter into its base (required for "
+                                                             "adapter checkpoints)")
+    export.add_argument("--out", help="the new directory (default: THUMBS_HOME/exports/<checkpoint id>)")
+    export.set_defaults(run=cmd_export)
 
     demo = verbs.add_parser("demo", help="the whole pipeline on the shipped data, on CPU")
     demo.set_defaults(run=cmd_demo)
