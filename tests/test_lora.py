@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from fixtures_models import model_cache, tiny_llama_dir  # noqa: F401
+from test_nightly import watched  # noqa: F401
 from test_trainer import SimulatedCrash, ingest_hh_slice, metrics_lines, run, snapshots, tiny_config  # noqa: F401
 from tasks.common.settings import ThumbsError
 from tasks.train import reference_cache
@@ -137,3 +138,28 @@ def test_qlora_without_bitsandbytes_is_one_clear_error(tiny_llama_dir):
         with_lora(load_policy(tiny_llama_dir, CPU), r=4, alpha=8, dropout=0.0, targets=None, qlora=True)
     with pytest.raises(ThumbsError, match=r"^lora_targets=\['no_such_proj'\]"):
         with_lora(load_policy(tiny_llama_dir, CPU), r=4, alpha=8, dropout=0.0, targets=["no_such_proj"])
+
+
+def test_nightly_trains_evaluates_and_promotes_a_lora_checkpoint(watched, home, prefect_harness, model_cache):
+    from flows.cli import main as thumbs
+    from flows.nightly import nightly_flow
+    from tasks.lineage.history import lineage_lines
+    from test_nightly import TRAINING
+
+    report = nightly_flow(str(watched / "sources.yaml"), algo="kto", overrides=[*TRAINING, *LORA], home=str(home))
+    assert report.trained and report.promoted and report.failed_step is None
+    manifest = read_manifest(report.checkpoint_path)
+    assert manifest["adapter"]["r"] == 4 and manifest["reference_model"]["adapters_disabled"] is True
+    # evaluated against the base it adapts: a finite KL, measured on the eval pairs
+    assert report.metrics["kl_to_reference"] >= 0 and report.metrics["eval_pairs"] > 0
+    champion = home / "checkpoints" / "champion"
+    assert champion.resolve() == Path(report.checkpoint_path).resolve()
+    AutoModelForCausalLM.from_pretrained(champion)  # serving's load follows the adapter to its base
+    lineage = "\n".join(lineage_lines("champion", home))
+    assert "adapter       LoRA r=4 alpha=8.0" in lineage
+    assert f"weights sha256 {manifest['base_model']['weights_sha256'][:16]}" in lineage
+
+    out = home / "merged-champion"
+    assert thumbs(["--home", str(home), "export", report.checkpoint_id, "--merge", "--out", str(out)]) == 0
+    assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
+    assert thumbs(["--home", str(home), "export", report.checkpoint_id, "--out", str(home / "again")]) == 1
