@@ -35,7 +35,8 @@ CPU = torch.device("cpu")
 def encoded_pairs(snapshot, tokenizer, n: int = 6) -> dict:
     encoder = ChatEncoder(tokenizer, 128)
     rows = snapshot.split("train").to_pylist()[:n]
-    return {f"{r['row_id']}:{side}": encoder.encode(r["prompt"], r[side]) for r in rows for side in ("chosen", "rejected")}
+    return {f"{r['row_id']}:{side}": encoder.encode(r["prompt"], r[side])
+            for r in rows for side in ("chosen", "rejected")}
 
 
 def test_reference_with_adapters_disabled_is_the_base_model(home, snapshots, tiny_llama_dir):
@@ -85,7 +86,8 @@ def test_lora_checkpoint_merged_export_loads_with_the_adapters_logits(home, snap
     config = tiny_config(tiny_llama_dir, "dpo", *LORA, "steps=2", "eval_batches=0", "lr=1e-2")
     result = run(home, snapshots["pairs"], config, "lora")
     checkpoint = Path(result["path"])
-    assert {"adapter_config.json", "adapter_model.safetensors", "manifest.json"} <= {p.name for p in checkpoint.iterdir()}
+    files = {p.name for p in checkpoint.iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors", "manifest.json"} <= files
     assert not (checkpoint / "model.safetensors").exists()  # the adapter only: kilobytes, not the model
     manifest = read_manifest(checkpoint)
     assert manifest["adapter"]["type"] == "lora" and manifest["adapter"]["r"] == 4
