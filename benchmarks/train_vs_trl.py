@@ -39,6 +39,8 @@ of 4096x4096 matrices on CPU with the workers' thread count; bf16 on CUDA).
   1, constant lr on TRL (thumbs' schedule only scales lr). TRL keeps its own defaults
   otherwise (gradient checkpointing on); thumbs its TrainConfig defaults (packing with
   shared prompts, decoder-layer gradient checkpointing), overridable with --thumbs-option.
+  LoRA options (--thumbs-option lora_r=16 ...) give both sides the same adapters: TRL
+  gets them as its peft_config (benchmarks/lora.py compares LoRA, full and TRL+peft).
 
 Figures per side: samples/s (rows per step / mean step time), non-pad tokens/s (tokens of
 the sequences the step scores: KTO's rows and KL rows, DPO's chosen and rejected; TRL's
@@ -278,6 +280,7 @@ def run_trl(args) -> dict:
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     model_config = model.config
     clock = Clock()
+    peft_config = trl_lora(args.thumbs_option)
     extra = {"desirable_weight": 1.0, "undesirable_weight": 1.0} if args.algo == "kto" else {}
     with tempfile.TemporaryDirectory(prefix="thumbs-trl-") as out_dir:
         config = config_cls(
@@ -287,7 +290,7 @@ def run_trl(args) -> dict:
             save_strategy="no", seed=0, beta=args.beta, max_length=args.max_length,
             train_sampling_strategy="sequential", dataloader_num_workers=0, **extra)
         trainer = Counted(model=model, args=config, train_dataset=Dataset.from_list(records),
-                          processing_class=tokenizer, callbacks=[clock])
+                          processing_class=tokenizer, callbacks=[clock], peft_config=peft_config)
         trainer.train()
     timed = slice(args.warmup, total_steps)
     flops = []
@@ -301,6 +304,21 @@ def run_trl(args) -> dict:
             "padded_tokens": [b["padded"] for b in batches[timed]], "flops": flops, "peak_memory": peak_memory(device)}
 
 
+def trl_lora(thumbs_options: list[str]):
+    """The LoRA adapters thumbs' side trains (lora_* options, TrainConfig's defaults
+    otherwise) as TRL's peft_config; None for full fine-tuning. TRL's reference is then
+    its policy with adapters disabled, as thumbs'."""
+    from peft import LoraConfig
+
+    from schemas.train import TrainConfig
+
+    config = TrainConfig(**dict(option.split("=", 1) for option in thumbs_options))
+    if not config.lora_r:
+        return None
+    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=config.lora_targets or "all-linear", task_type="CAUSAL_LM")
+
+
 def run_thumbs(args) -> dict:
     """thumbs' own pieces on the same rows: tasks.train.reference_cache for the reference pass, then
     tasks.train.trainer.train_step (what the training loop calls) per step."""
@@ -308,7 +326,7 @@ def run_thumbs(args) -> dict:
     from tasks.train import reference_cache
     from tasks.train.batching import ChatEncoder, pack
     from tasks.train.losses import LOSSES, kto_lambdas
-    from tasks.train.models import load_policy
+    from tasks.train.models import load_policy, with_lora
     from tasks.train.data import Batches, MicroBatch, Rows, Sequences
     from tasks.train.objective import Objective, Policy, distributed_kl_mean
     from tasks.train.state import TrainingState
@@ -342,16 +360,21 @@ def run_thumbs(args) -> dict:
     needed = {seqs.key(seq): seqs.encoded(seq) for micro in plan
               for seq in micro.main_sequences(fields) + micro.kl_sequences()}
 
+    # With LoRA, as in the trainer: the policy first, its adapters disabled for the reference.
+    model = with_lora(load_policy(model_dir, device, gradient_checkpointing=config.gradient_checkpointing),
+                      r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout,
+                      targets=config.lora_targets) if config.lora_r else None
     with tempfile.TemporaryDirectory(prefix="thumbs-bench-") as home:
         started = time.perf_counter()
         reference = reference_cache.reference_logps(
             needed, reference_dir=model_dir, key="bench", material={"bench": True}, device=device,
-            batch_size=config.reference_batch_size, home=home).logps
+            batch_size=config.reference_batch_size, home=home, adapted=model).logps
         reference_seconds = time.perf_counter() - started
     reference_flops = sum(packed_flops(model_config_of(model_dir), pack([needed[k] for k in keys], share_prompts=True),
                                        1) for keys in reference_cache.plan_packs(needed, config.reference_batch_size))
 
-    model = load_policy(model_dir, device, gradient_checkpointing=config.gradient_checkpointing)
+    if model is None:
+        model = load_policy(model_dir, device, gradient_checkpointing=config.gradient_checkpointing)
     state = TrainingState.start(Policy(model.train(), device, config.packing, tokenizer.pad_token_id), config)
     objective = Objective(spec, hyper, reference)
     times, tokens, flops, losses = [], [], [], []
@@ -453,9 +476,15 @@ def table(model: str, rows: dict[str, dict[str, dict]]) -> str:
 
 
 def machine(device: torch.device, threads: int, peak: float) -> str:
-    import transformers
-    import trl
+    import importlib.metadata
 
+    import peft
+    import transformers
+
+    try:
+        trl_version = importlib.metadata.version("trl")
+    except importlib.metadata.PackageNotFoundError:  # benchmarks/lora.py still measures thumbs' sides
+        trl_version = "not installed"
     cpu = platform.processor() or platform.machine()
     try:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
@@ -465,7 +494,8 @@ def machine(device: torch.device, threads: int, peak: float) -> str:
         cpu += f"; {torch.cuda.get_device_name(device)}"
     load = os.getloadavg()
     return (f"{datetime.datetime.now().isoformat(timespec='minutes')}; {cpu}, {os.cpu_count()} cores, {threads} "
-            f"threads; torch {torch.__version__}, transformers {transformers.__version__}, trl {trl.__version__}, "
+            f"threads; torch {torch.__version__}, transformers {transformers.__version__}, trl {trl_version}, "
+            f"peft {peft.__version__}, "
             f"Python {platform.python_version()}; matmul peak {peak / 1e9:.0f} GFLOP/s "
             f"({'bf16' if device.type == 'cuda' else 'float32'}); load average at start "
             f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")

@@ -18,6 +18,8 @@ EPILOG = """examples:
   thumbs ingest log examples/support-bot.jsonl --mapping examples/support-bot.mapping.yaml
   thumbs binarize eval_fraction=0.05
   thumbs train --algo kto model=smollm2-135m steps=30
+  thumbs train --algo dpo lora_r=16 lora_alpha=32
+  thumbs export <checkpoint id> --merge
   thumbs query "select source, label, count(*) from feedback group by all order by all"
   thumbs synthesize rlcd --prompts prompts.jsonl --model smollm2-135m --n 200 temperature=0.7
   thumbs demo
@@ -241,6 +243,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     from tasks.report.page import write_report
 
     print(f"report: {write_report(args.home, args.out)}  (one HTML file: open it in a browser, no server needed)")
+def cmd_export(args: argparse.Namespace) -> int:
+    from tasks.train.export import export_checkpoint
+
+    path = export_checkpoint(args.checkpoint, merge=args.merge, out=args.out, home=args.home)
+    print(f"exported:   {path}")
+    print(f"load it:    AutoModelForCausalLM.from_pretrained({str(path)!r})")
     return 0
 
 
@@ -331,6 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
                             help="the kind (rlcd), then options: seed, temperature, top_p, max_new_tokens, batch_size, templates, template_set, "
                                  "max_reply_chars, rescore, chunk_rows, device")
     synthesize.set_defaults(run=cmd_synthesize)
+    export = verbs.add_parser("export", help="a checkpoint as full weights that load with from_pretrained")
+    export.add_argument("checkpoint", help="a checkpoint id or directory")
+    export.add_argument("--merge", action="store_true", help="merge a LoRA adapter into its base (required for "
+                                                             "adapter checkpoints)")
+    export.add_argument("--out", help="the new directory (default: THUMBS_HOME/exports/<checkpoint id>)")
+    export.set_defaults(run=cmd_export)
 
     demo = verbs.add_parser("demo", help="the whole pipeline on the shipped data, on CPU")
     demo.set_defaults(run=cmd_demo)

@@ -47,6 +47,15 @@ class TrainConfig(BaseModel):
         True, description="keep only each decoder layer's input and recompute the layer in the backward: "
                           "a fraction of the activation memory for ~1/3 more compute")
 
+    # LoRA (docs/contract.md#lora-adapters): low-rank adapters on the frozen base, through peft.
+    # The reference is then the base itself (adapters disabled): no second model in memory.
+    lora_r: int = Field(0, ge=0, description="adapter rank; 0 = full fine-tuning")
+    lora_alpha: float = Field(16.0, gt=0, description="adapter scale: updates are multiplied by lora_alpha / lora_r")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the adapters' input")
+    lora_targets: list[str] | None = Field(
+        None, description="module names to adapt, e.g. [q_proj, v_proj]; None = every linear layer but lm_head")
+    qlora: bool = Field(False, description="4-bit base under the adapters; needs bitsandbytes and CUDA")
+
     # Data.
     sources: list[str] | None = Field(None, description="None = every source in the warehouse")
     max_rows: int | None = Field(None, ge=2, description="train on a seeded subset of this many rows")
@@ -79,5 +88,7 @@ class TrainConfig(BaseModel):
             raise ValueError(f"one_per_prompt: only for algorithms trained on thumbs, not {self.algo}")
         if self.desirable_fraction < 1 and spec.batch != "unpaired":
             raise ValueError(f"desirable_fraction: only for algorithms trained on thumbs, not {self.algo}")
+        if self.qlora and not self.lora_r:
+            raise ValueError("qlora: trains adapters on a 4-bit base; set lora_r > 0 too")
         return self
 

@@ -68,6 +68,11 @@ class Home:
         return self.checkpoints / "champion"
 
     @property
+    def exports(self) -> Path:
+        """`thumbs export` output: full-weight copies of checkpoints (LoRA ones merged)."""
+        return self.root / "exports"
+
+    @property
     def runs(self) -> Path:
         """One directory per training run: config, metrics, log, resumable state."""
         return self.root / "runs"

@@ -33,7 +33,7 @@ from tasks.report.model_card import update_model_card
 from tasks.evaluate.promotion import (GateDecision, current_champion, gate, point_champion_alias, record_decision,
                                      what_changed)
 from tasks.train.checkpoints import read_manifest
-from tasks.train.models import PRESETS, resolve_model
+from tasks.train.models import PRESETS, is_model_dir, resolve_model
 from tasks.train.snapshots import Snapshot, create_snapshot, load_snapshot
 from tasks.warehouse.connection import connect, run_sql
 
@@ -45,11 +45,11 @@ def resolve_task(checkpoint: str, home: Home) -> tuple[str, dict[str, Any]]:
     """(checkpoint directory, manifest): a path, an id under checkpoints/, an id recorded in
     `checkpoints`, or a plain model directory or preset (evaluated as its own reference)."""
     candidates = [Path(checkpoint).expanduser(), home.checkpoints / checkpoint]
-    found = next((p.resolve() for p in candidates if (p / "config.json").is_file()), None)
+    found = next((p.resolve() for p in candidates if is_model_dir(p)), None)
     if found is None and checkpoint not in PRESETS:
         with connect(home) as con:
             row = run_sql(con, "statements/evaluation/checkpoint_path.sql", {"checkpoint_id": checkpoint}).fetchone()
-        if row is None or not (Path(row[0]) / "config.json").is_file():
+        if row is None or not is_model_dir(Path(row[0])):
             raise ThumbsError(f"{checkpoint}: no such checkpoint (not a directory, not under "
                               f"{home.checkpoints}{', moved from ' + row[0] if row else ''}); "
                               "see `thumbs query \"select checkpoint_id, path from checkpoints\"`")

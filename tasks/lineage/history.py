@@ -52,6 +52,8 @@ def lineage_lines(checkpoint: str, home: str | Path | None) -> list[str]:
         f"  training run  {run_id}   code {manifest.get('code_version', '?')}",
         f"  base model    {base.get('name', base_model)}   weights sha256 {str(base.get('weights_sha256', '?'))[:16]}",
         f"  parent        {parent or '—'}",
+        *([f"  adapter       LoRA r={a['r']} alpha={a['alpha']} on the base model, targets {', '.join(a['targets'])}"]
+          if (a := manifest.get("adapter")) else []),
         f"└─ snapshot {snapshot_id}  {snapshot_path}",
     ]
     for name, digest in sorted(json.loads(snapshot_files or "{}").items()):

