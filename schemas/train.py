@@ -18,7 +18,7 @@ Algo = Literal[tuple(LOSSES)]  # the registry's names, in its order
 # resumed with different values of these (e.g. on another device).
 # gradient_checkpointing only trades memory for time: the recomputed activations are the same.
 RUNTIME_FIELDS = frozenset({"device", "save_every", "eval_every", "eval_batches", "reference_batch_size",
-                            "gradient_checkpointing", "tracking"})
+                            "gradient_checkpointing", "tracking", "parallel", "collective_timeout"})
 
 
 class TrainConfig(BaseModel):
@@ -46,6 +46,12 @@ class TrainConfig(BaseModel):
     gradient_checkpointing: bool = Field(
         True, description="keep only each decoder layer's input and recompute the layer in the backward: "
                           "a fraction of the activation memory for ~1/3 more compute")
+
+    # Several processes (`thumbs train --nproc N`; docs/distributed.md): the same result as one.
+    parallel: Literal["ddp", "fsdp"] = Field(
+        "ddp", description="ddp: a full copy of the weights per process; fsdp: decoder layers sharded (FSDP2)")
+    collective_timeout: int = Field(600, ge=1, description="seconds a process waits in a collective before the run "
+                                                           "stops with an error (a hung or lost process)")
 
     # Data.
     sources: list[str] | None = Field(None, description="None = every source in the warehouse")

@@ -61,14 +61,16 @@ def remove_abandoned_scratch(home: HomeLike = None) -> None:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def write_checkpoint(model, tokenizer, manifest: dict[str, Any], home: HomeLike = None) -> Path:
-    """Weights, tokenizer and manifest into checkpoints/<id>/, all or nothing."""
+def write_checkpoint(model, tokenizer, manifest: dict[str, Any], home: HomeLike = None,
+                     state_dict: dict[str, torch.Tensor] | None = None) -> Path:
+    """Weights (`state_dict` when given: gathered from sharded ranks), tokenizer and
+    manifest into checkpoints/<id>/, all or nothing."""
     final = Home.of(home).checkpoints / manifest["checkpoint_id"]
     if final.exists():
         raise ThumbsError(f"{final}: a checkpoint with this id already exists")
     remove_abandoned_scratch(home)
     with replaced_directory(final) as scratch:
-        model.save_pretrained(scratch, safe_serialization=True)
+        model.save_pretrained(scratch, safe_serialization=True, state_dict=state_dict)
         tokenizer.save_pretrained(scratch)
         (scratch / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
     return final
