@@ -80,8 +80,10 @@ class Ranks:
         if device.type == "cuda":
             device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
             torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(seconds=timeout_s),
-                                device_id=device if device.type == "cuda" else None)
+        if not dist.is_initialized():  # joined once per process, however many runs it trains
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
+                                    timeout=timedelta(seconds=timeout_s),
+                                    device_id=device if device.type == "cuda" else None)
         return cls(dist.get_rank(), dist.get_world_size(), parallel), device
 
     # --- data ------------------------------------------------------------------------------
