@@ -75,13 +75,79 @@ def assert_same_step(single: dict, multi: dict, name: str) -> None:
             torch.testing.assert_close(multi[what][param], value, atol=TOLERANCE, rtol=0, msg=f"{name} {what} {param}")
 
 
+@pytest.fixture(scope="module")
+def single_process(cases, tmp_path_factory) -> dict[str, dict]:
+    runs = tmp_path_factory.mktemp("single-process")
+    return {case["name"]: step_result(case, runs / case["name"]) for case in cases}
+
+
 @pytest.mark.parametrize("nproc", [2, 3])
-def test_several_processes_take_the_single_process_step(nproc, cases, tmp_path):
+def test_several_processes_take_the_single_process_step(nproc, cases, single_process, tmp_path):
     chosen = cases if nproc == 2 else [c for c in cases if "uneven" in c["name"] or "empty" in c["name"]]
     cases_file = tmp_path / "cases.json"
     cases_file.write_text(json.dumps(chosen))
+    started = time.perf_counter()
     launched = torchrun(nproc, str(Path(__file__).parent / "distributed_steps.py"), str(cases_file), str(tmp_path))
+    print(f"{nproc} processes, {len(chosen)} steps: {time.perf_counter() - started:.1f} s")
     assert launched.returncode == 0, launched.stderr[-3000:]
     for case in chosen:
-        single = step_result(case, tmp_path / "single" / case["name"])
-        assert_same_step(single, torch.load(tmp_path / f"{case['name']}.pt", weights_only=False), case["name"])
+        multi = torch.load(tmp_path / f"{case['name']}.pt", weights_only=False)
+        assert_same_step(single_process[case["name"]], multi, case["name"])
+
+
+def trainer_args(config_file: Path, snapshot, run_dir: Path, home: Path, *extra: str) -> list[str]:
+    return ["--config", str(config_file), "--snapshot", str(snapshot.path), "--run-dir", str(run_dir),
+            "--home", str(home), *extra]
+
+
+def events_of(output: str) -> list[dict]:
+    return [json.loads(line[len(PROTOCOL):]) for line in output.splitlines() if line.startswith(PROTOCOL)]
+
+
+def test_a_killed_rank_ends_every_process_with_one_error_and_resume_finishes(snapshots, tiny_llama_dir,  # noqa: F811
+                                                                            tmp_path):
+    config = tiny_config(tiny_llama_dir, "dpo", "steps=10", "batch_size=4", "save_every=2", "eval_batches=0",
+                         "collective_timeout=60")
+    config_file = tmp_path / "config.json"
+    config_file.write_text(config.model_dump_json())
+    run_dir, home = tmp_path / "runs" / "killed", tmp_path / "home"
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "OMP_NUM_THREADS": "1"}
+    command = launch_command(trainer_args(config_file, snapshots["pairs"], run_dir, home), 2)
+    launcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                cwd=PROJECT_ROOT)
+    output = []
+    assert launcher.stdout is not None
+    for line in launcher.stdout:  # until rank 0 reports step 5 (a state saved at step 4)
+        output.append(line)
+        if line.startswith(PROTOCOL) and events_of(line)[0].get("step", 0) >= 5:
+            break
+    workers = psutil.Process(launcher.pid).children(recursive=True)
+    rank_1 = next(w for w in workers if w.environ().get("RANK") == "1")
+    rank_1.send_signal(signal.SIGKILL)
+    killed_at = time.perf_counter()
+    rest, stderr = launcher.communicate(timeout=90)
+    ended_in = time.perf_counter() - killed_at
+    assert launcher.returncode != 0
+    assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+    errors = [e["message"] for e in events_of("".join(output) + rest) if e["event"] == "error"]
+    # Rank 1 died without a word; rank 0 says why it stops, whichever noticed first: its
+    # collective (gloo sees the closed connection) or torchrun (which ends it).
+    assert len(errors) == 1 and errors[0].startswith("rank 0 of 2: "), (errors, stderr[-2000:])
+    assert "another process stopped" in errors[0] or "another training process exited" in errors[0]
+    print(f"every process ended {ended_in:.1f} s after rank 1 was killed: {errors[0]}")
+    assert ended_in < 60, ended_in
+    saved = torch.load(run_dir / "state.pt", weights_only=False)["step"]
+    assert saved >= 4
+
+    resumed = torchrun(2, "-m", "tasks.train.trainer", *trainer_args(config_file, snapshots["pairs"], run_dir, home,
+                                                                      "--resume"))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    done = events_of(resumed.stdout)
+    starts = [e for e in done if e["event"] == "start"]
+    assert [e["step"] for e in starts] == [saved]  # one voice: rank 0's
+    result = [e for e in done if e["event"] == "done"]
+    assert len(result) == 1 and result[0]["finished"]
+    manifest = json.loads((Path(result[0]["path"]) / "manifest.json").read_text())
+    assert manifest["training"]["resumed_at_step"] == saved and manifest["training"]["processes"] == 2
+    steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 11))

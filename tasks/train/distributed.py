@@ -29,6 +29,7 @@ collective raises; torchrun ends the other ranks as soon as one exits with an er
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -80,6 +81,7 @@ class Ranks:
         if device.type == "cuda":
             device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
             torch.cuda.set_device(device)
+        signal.signal(signal.SIGTERM, _ended_by_launcher)
         if not dist.is_initialized():  # joined once per process, however many runs it trains
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
                                     timeout=timedelta(seconds=timeout_s),
@@ -203,6 +205,13 @@ def leave() -> None:
     """Out of the process group, if this process joined one."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def _ended_by_launcher(signum, frame) -> None:
+    # torchrun sends SIGTERM to every other process once one has exited: without this
+    # they would vanish without a word, and the run's only trace be torchrun's report.
+    raise ThumbsError("stopped because another training process exited (its own error, if it had one, "
+                      "comes first); run again with --resume to continue from the last saved state")
 
 
 def is_main_process() -> bool:
