@@ -151,3 +151,42 @@ def test_a_killed_rank_ends_every_process_with_one_error_and_resume_finishes(sna
     assert manifest["training"]["resumed_at_step"] == saved and manifest["training"]["processes"] == 2
     steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 11))
+
+
+def test_thumbs_train_nproc_2_on_cpu_resumes_and_records_checkpoint_and_lineage(prefect_harness, home,
+                                                                                tiny_llama_dir, capsys):
+    from flows.cli import main as thumbs
+    from tasks.train.snapshots import create_snapshot
+    from tasks.train.tasks import train_config
+    from tasks.warehouse.connection import connect
+    from test_trainer import ingest_hh_slice
+
+    ingest_hh_slice(home, rows=24)
+    overrides = [f"model={tiny_llama_dir}", "max_length=96", "batch_size=3", "steps=4", "save_every=2",
+                 "eval_batches=1", "device=cpu"]
+    # An interrupted two-process run of this config and (content-addressed) snapshot: its
+    # processes stopped after step 2, as if the machine had gone away.
+    with connect(home) as con:
+        snapshot = create_snapshot(con, "feedback", home=home)
+    config_file = home / "interrupted.json"
+    config_file.write_text(train_config("kto", None, overrides).model_dump_json())
+    run_dir = home / "runs" / "interrupted"
+    first = torchrun(2, "-m", "tasks.train.trainer", *trainer_args(config_file, snapshot, run_dir, home,
+                                                                    "--session-steps", "2"))
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert torch.load(run_dir / "state.pt", weights_only=False)["step"] == 2
+
+    capsys.readouterr()
+    assert thumbs(["--home", str(home), "train", "--algo", "kto", "--resume", "--nproc", "2", *overrides]) == 0
+    out = capsys.readouterr().out
+    checkpoint_id = out.split("trained kto: ")[1].split()[0]
+    manifest = json.loads((home / "checkpoints" / checkpoint_id / "manifest.json").read_text())
+    assert manifest["training"]["run_dir"] == str(run_dir) and manifest["training"]["resumed_at_step"] == 2
+    assert (manifest["training"]["processes"], manifest["training"]["parallel"]) == (2, "ddp")
+    steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4] and not (run_dir / "state.pt").exists()
+
+    assert thumbs(["--home", str(home), "lineage", checkpoint_id]) == 0
+    lineage = capsys.readouterr().out
+    assert f"checkpoint {checkpoint_id}" in lineage and f"snapshot {snapshot.snapshot_id}" in lineage
+    assert "1 source file load(s)" in lineage
