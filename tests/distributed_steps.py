@@ -35,12 +35,17 @@ def micro_batch(rows: list[int], kto: bool) -> MicroBatch:
     return MicroBatch(tuple(rows), tuple(rows[(k + 1) % len(rows)] for k in range(len(rows))) if kto else ())
 
 
+def whole(tensor: torch.Tensor) -> torch.Tensor:
+    """A sharded (fsdp) tensor gathered; a plain one as it is."""
+    return tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
+
+
 def step_result(case: dict, run_dir: Path) -> dict | None:
     """Train one step of `case`; what rank 0 saw (None on the other ranks)."""
     config = TrainConfig(algo=case["algo"], model=case["model"], packing=case["packing"], steps=1,
                          batch_size=max(len(m) for m in case["micro_batches"]),
                          grad_accum=len(case["micro_batches"]), max_length=96, lr=LR, warmup_steps=0,
-                         device="cpu", collective_timeout=60)
+                         device="cpu", collective_timeout=60, parallel=case.get("parallel", "ddp"))
     snapshot = load_snapshot(case["snapshot"])
     run = open_run(config, snapshot, run_dir, run_id=None, home=case["home"], resume=False, started=0.0)
     encoder = ChatEncoder(run.tokenizer, config.max_length)
@@ -60,10 +65,12 @@ def step_result(case: dict, run_dir: Path) -> dict | None:
 
     state.optimizer.register_step_pre_hook(keep_gradients)
     done = train_step(state, objective, batch, config, run.ranks)
+    # Every rank gathers sharded (fsdp) tensors; rank 0 keeps them.
+    weights, grads = run.ranks.full_state_dict(state.policy.model), {n: whole(g) for n, g in grads.items()}
     if not run.ranks.main:
         return None
-    return {"metrics": done.metrics, "grad_norm": done.grad_norm, "examples": done.examples, "grads": grads,
-            "weights": {n: p.detach().clone() for n, p in state.policy.model.named_parameters()}}
+    return {"metrics": done.metrics, "grad_norm": done.grad_norm, "examples": done.examples,
+            "grads": grads, "weights": weights}
 
 
 def main(cases_file: str, out_dir: str) -> None:

@@ -59,6 +59,11 @@ def cases(snapshots, tiny_llama_dir, tmp_path_factory) -> list[dict]:  # noqa: F
          "snapshot": str(snapshots["feedback"].path)},
         {**base, "name": "dpo-uneven", "algo": "dpo", "packing": True, "micro_batches": dpo_uneven,
          "snapshot": str(snapshots["pairs"].path)},
+        # FSDP2: decoder layers sharded, the rest replicated; the same step.
+        {**base, "name": "fsdp-kto", "algo": "kto", "packing": True, "micro_batches": kto_uneven,
+         "snapshot": str(snapshots["feedback"].path), "parallel": "fsdp"},
+        {**base, "name": "fsdp-dpo", "algo": "dpo", "packing": False, "micro_batches": dpo_uneven,
+         "snapshot": str(snapshots["pairs"].path), "parallel": "fsdp"},
         # Two rows on three ranks: the third has none and runs a stand-in row.
         {**base, "name": "kto-empty-rank", "algo": "kto", "packing": True, "micro_batches": [kto_uneven[0][:2]],
          "snapshot": str(snapshots["feedback"].path)},
@@ -83,13 +88,14 @@ def single_process(cases, tmp_path_factory) -> dict[str, dict]:
 
 @pytest.mark.parametrize("nproc", [2, 3])
 def test_several_processes_take_the_single_process_step(nproc, cases, single_process, tmp_path):
-    chosen = cases if nproc == 2 else [c for c in cases if "uneven" in c["name"] or "empty" in c["name"]]
+    chosen = cases if nproc == 2 else [c for c in cases if "uneven" in c["name"] or "empty" in c["name"]
+                                       or "fsdp" in c["name"]]
     cases_file = tmp_path / "cases.json"
     cases_file.write_text(json.dumps(chosen))
     started = time.perf_counter()
     launched = torchrun(nproc, str(Path(__file__).parent / "distributed_steps.py"), str(cases_file), str(tmp_path))
     print(f"{nproc} processes, {len(chosen)} steps: {time.perf_counter() - started:.1f} s")
-    assert launched.returncode == 0, launched.stderr[-3000:]
+    assert launched.returncode == 0, launched.stderr[-6000:]
     for case in chosen:
         multi = torch.load(tmp_path / f"{case['name']}.pt", weights_only=False)
         assert_same_step(single_process[case["name"]], multi, case["name"])

@@ -111,7 +111,6 @@ class Ranks:
 
             for layer in model.get_decoder().layers:
                 fully_shard(layer)
-                layer.set_gradient_divide_factor(1.0)  # summed, like the replicated gradients
         return model
 
     def accumulating(self, model: torch.nn.Module, last: bool):
@@ -122,11 +121,15 @@ class Ranks:
         return _gradient_sync(model, last)
 
     def sync_gradients(self, model: torch.nn.Module) -> None:
-        """Sum the replicated parameters' gradients over the ranks, in buckets (sharded
-        ones were reduce-scattered in the backward)."""
+        """Sum the replicated parameters' gradients over the ranks, in buckets. Sharded ones
+        were reduce-scattered in the backward as a mean over the ranks (FSDP's only mode
+        on gloo, which lacks the pre-scaled sum): times the ranks, a sum too."""
         if self.world == 1:
             return
-        grads = [p.grad for p in model.parameters() if p.grad is not None and not _is_sharded(p)]
+        for param in model.parameters():
+            if param.grad is not None and is_sharded(param):
+                param.grad.mul_(self.world)
+        grads = [p.grad for p in model.parameters() if p.grad is not None and not is_sharded(p)]
         bucket: list[torch.Tensor] = []
         for grad in grads + [None]:
             if bucket and (grad is None or sum(g.numel() for g in bucket) + grad.numel() > BUCKET_ELEMENTS):
@@ -144,13 +147,11 @@ class Ranks:
         """clip_grad_norm_ over the whole model: with fsdp, the sharded layers' squared
         norms are summed over the ranks before the replicated ones are added."""
         params = [p for p in model.parameters() if p.grad is not None]
-        if self.world == 1 or not any(_is_sharded(p) for p in params):
+        if self.world == 1 or not any(is_sharded(p) for p in params):
             return torch.nn.utils.clip_grad_norm_(params, max_norm)
-        sharded = sum(float(p.grad.to_local().double().pow(2).sum()) for p in params if _is_sharded(p))
-        total = torch.tensor(sharded, dtype=torch.float64)
-        dist.all_reduce(total, op=dist.ReduceOp.SUM)
-        total += sum(float(p.grad.double().pow(2).sum()) for p in params if not _is_sharded(p))
-        norm = total.sqrt().float()
+        sharded = torch.nn.utils.get_total_norm([p.grad for p in params if is_sharded(p)]).full_tensor()
+        replicated = torch.nn.utils.get_total_norm([p.grad for p in params if not is_sharded(p)])
+        norm = torch.linalg.vector_norm(torch.stack([sharded, replicated]))
         factor = (max_norm / (norm + 1e-6)).clamp(max=1.0)
         for p in params:
             p.grad.mul_(factor)
@@ -243,7 +244,7 @@ def error_line(exc: BaseException) -> str | None:
     return f"{label}{type(exc).__name__}: {first}"
 
 
-def _is_sharded(param: torch.Tensor) -> bool:
+def is_sharded(param: torch.Tensor) -> bool:
     from torch.distributed.tensor import DTensor
 
     return isinstance(param, DTensor)

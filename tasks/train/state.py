@@ -14,7 +14,7 @@ import torch
 from schemas.train import TrainConfig
 from tasks.common.settings import ThumbsError
 from tasks.train import checkpoints as ckpt
-from tasks.train.distributed import SINGLE, Ranks
+from tasks.train.distributed import SINGLE, Ranks, is_sharded
 from tasks.train.objective import Policy, mean_metrics
 
 SUMMARY_KEYS = ("loss", "reward_accuracy", "reward_margin", "rewards_chosen", "rewards_rejected", "kl", "sft_nll")
@@ -33,8 +33,12 @@ def lr_factor(step: int, config: TrainConfig) -> float:
 def make_optimizer(model, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
     # Weight decay on matrices only: decaying norms' gains and biases just shrinks them.
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    # FSDP's sharded parameters (parallel=fsdp) cannot share a fused kernel with plain ones:
+    # groups of each kind (just the plain one otherwise).
+    kinds = sorted({is_sharded(p) for p in params})
+    groups = [group for kind in kinds for group in (
+        {"params": [p for p in params if p.dim() >= 2 and is_sharded(p) == kind], "weight_decay": config.weight_decay},
+        {"params": [p for p in params if p.dim() < 2 and is_sharded(p) == kind], "weight_decay": 0.0})]
     # Fused: one kernel per parameter group instead of a loop of small ops (CPU and CUDA).
     return torch.optim.AdamW(groups, lr=config.lr, fused=device.type in ("cpu", "cuda"))
 
