@@ -196,3 +196,28 @@ def test_thumbs_train_nproc_2_on_cpu_resumes_and_records_checkpoint_and_lineage(
     lineage = capsys.readouterr().out
     assert f"checkpoint {checkpoint_id}" in lineage and f"snapshot {snapshot.snapshot_id}" in lineage
     assert "1 source file load(s)" in lineage
+
+
+def test_the_kubernetes_gpu_pool_example_renders_the_deployments_gpu_request():
+    """The commented train-gpu-k8s deployment, uncommented, with the pool's job template
+    as Prefect fills it: the pod requests the deployment's `gpus`."""
+    import yaml
+    from prefect.utilities.templating import apply_values
+
+    text = (PROJECT_ROOT / "prefect.yaml").read_text()
+    block = text[text.index("  # - name: train-gpu-k8s"):].split("\n\n")[0]
+    [deployment] = yaml.safe_load("\n".join(line.replace("  # ", "  ", 1) for line in block.splitlines()))
+    deployments = {d["name"]: d for d in yaml.safe_load(text)["deployments"]}
+    assert deployments["train-gpu"]["parameters"]["nproc"] == deployment["parameters"]["nproc"] == "gpu"
+    assert deployment["entrypoint"] == deployments["train-gpu"]["entrypoint"]
+
+    template = json.loads((PROJECT_ROOT / "examples" / "kubernetes-gpu-pool.json").read_text())
+    variables = template["variables"]["properties"]
+    values = {name: spec.get("default") for name, spec in variables.items()}
+    values.update(deployment["work_pool"]["job_variables"], command="prefect flow-run execute", name="run-1",
+                  labels={})
+    job = apply_values(template["job_configuration"], values)["job_manifest"]
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    assert container["resources"]["limits"] == {"nvidia.com/gpu": 4}
+    assert container["image"] == "registry.example.com/thumbs:latest"
+    assert {"name": "THUMBS_HOME", "value": "/data/thumbs"} in container["env"]

@@ -88,6 +88,12 @@ class Ranks:
                                     device_id=device if device.type == "cuda" else None)
         return cls(dist.get_rank(), dist.get_world_size(), parallel), device
 
+    def check_saveable(self, save_every: int) -> None:
+        """Refused at the start rather than at the first save: fsdp writes no resumable states yet."""
+        if save_every and self.parallel == "fsdp" and self.world > 1:
+            raise ThumbsError("parallel=fsdp writes no resumable states yet: set save_every=0, "
+                              "or train with parallel=ddp")
+
     # --- data ------------------------------------------------------------------------------
 
     def shard(self, micro: MicroBatch) -> Shard:
@@ -270,17 +276,26 @@ def _long_wait_group():
 
 # --- the launcher side (tasks/train/tasks.py) ---------------------------------------------------
 
+def processes_per_node(nproc: int | str) -> int:
+    """A number, or "gpu": one process per visible GPU, one process where there is none
+    (device=auto then trains on the CPU, as a single process would)."""
+    if str(nproc) == "gpu":
+        return max(1, torch.cuda.device_count())
+    if not str(nproc).isdigit() or int(nproc) < 1:
+        raise ThumbsError(f"--nproc {nproc}: expected a number of processes per node (>= 1), or gpu")
+    return int(nproc)
+
+
 def launch_command(trainer_args: Sequence[str], nproc: int | str, torchrun_options: Sequence[str] = ()) -> list[str]:
     """The trainer's command line: `python -m tasks.train.trainer ...`, or with several
-    processes (nproc > 1, "gpu" = one per visible GPU, or torchrun options such as
-    --nnodes) the same module under torchrun. torchrun's rendezvous options pass through
-    unchanged; one node without them rendezvous on a free local port (--standalone)."""
+    processes (processes_per_node > 1, or torchrun options such as --nnodes) the same
+    module under torchrun. torchrun's rendezvous options pass through unchanged; one
+    node without them rendezvous on a free local port (--standalone)."""
     trainer = ["-m", "tasks.train.trainer", *trainer_args]
-    if str(nproc) == "1" and not torchrun_options:
+    processes = processes_per_node(nproc)
+    if processes == 1 and not torchrun_options:
         return [sys.executable, *trainer]
-    if str(nproc) != "gpu" and not str(nproc).isdigit():
-        raise ThumbsError(f"--nproc {nproc}: expected a number of processes per node, or gpu")
     options = list(torchrun_options)
     if not any(o.startswith(("--rdzv", "--nnodes", "--master")) for o in options):
         options.append("--standalone")
-    return [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", *options, *trainer]
+    return [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={processes}", *options, *trainer]

@@ -12,7 +12,6 @@ from typing import Any, Callable
 import torch
 
 from schemas.train import TrainConfig
-from tasks.common.settings import ThumbsError
 from tasks.train import checkpoints as ckpt
 from tasks.train.distributed import SINGLE, Ranks, is_sharded
 from tasks.train.objective import Policy, mean_metrics
@@ -72,9 +71,7 @@ class TrainingState:
     def save(self, run_dir: Path, fingerprint: str, ranks: Ranks = SINGLE) -> None:
         """state.pt, written by rank 0 (with several processes, every rank holds the whole
         state: parallel=ddp)."""
-        if ranks.parallel == "fsdp" and ranks.world > 1:
-            raise ThumbsError("parallel=fsdp: resumable states are not written yet; set save_every=0, "
-                              "or train with parallel=ddp")
+        ranks.check_saveable(save_every=1)
         if not ranks.main:
             return
         ckpt.save_state(run_dir, ckpt.capture_training_state(

@@ -70,6 +70,7 @@ def open_run(config: TrainConfig, snapshot: Snapshot, run_dir: Path, *, run_id: 
     if resume:  # refuse a mismatched state now, before an hour of reference log-probs
         ckpt.check_resumable(run_dir, fingerprint)
     ranks, device = Ranks.join(config.device, config.parallel, config.collective_timeout)
+    ranks.check_saveable(config.save_every)
     if ranks.main:
         ckpt.write_json_atomically(run_dir / ckpt.RUN_INFO, {"fingerprint": fingerprint, "config": config.model_dump(),
                                                             "snapshot_id": snapshot.snapshot_id})
