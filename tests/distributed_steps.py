@@ -4,7 +4,7 @@ tests/distributed_steps.py CASES.json OUT_DIR`, or `step_results(...)` in the te
 process for the single-process result. Rank 0 saves, per case, the loss, the gradients
 the optimizer was about to apply (summed over the ranks) and the updated weights.
 
-A case: {"name", "algo", "packing", "micro_batches": [[train row positions], ...],
+A case: {"name", "algo", "packing", "parallel", "micro_batches": [[train row positions], ...],
 "snapshot", "model", "home"}. KTO's KL partner of row k of a micro-batch is row k+1
 (a rotation, as mismatched_indices without a generator)."""
 from __future__ import annotations
@@ -45,7 +45,7 @@ def step_result(case: dict, run_dir: Path) -> dict | None:
     config = TrainConfig(algo=case["algo"], model=case["model"], packing=case["packing"], steps=1,
                          batch_size=max(len(m) for m in case["micro_batches"]),
                          grad_accum=len(case["micro_batches"]), max_length=96, lr=LR, warmup_steps=0,
-                         device="cpu", collective_timeout=60, parallel=case.get("parallel", "ddp"))
+                         device="cpu", collective_timeout=60, parallel=case["parallel"], save_every=0)
     snapshot = load_snapshot(case["snapshot"])
     run = open_run(config, snapshot, run_dir, run_id=None, home=case["home"], resume=False, started=0.0)
     encoder = ChatEncoder(run.tokenizer, config.max_length)

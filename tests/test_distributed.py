@@ -44,29 +44,24 @@ def cases(snapshots, tiny_llama_dir, tmp_path_factory) -> list[dict]:  # noqa: F
     labels = read_rows(snapshots["feedback"], "train", "kto").labels
     up = [i for i, label in enumerate(labels) if label]
     down = [i for i, label in enumerate(labels) if not label]
-    # Rank 0 of 2 gets rows 0-1 of the first micro-batch: both desirable.
-    kto_even = [[up[0], up[1], down[0], up[2]], [down[1], up[3], down[2], down[3]]]
-    kto_uneven = [[up[0], up[1], down[0], up[2]], [down[1], up[3], down[2]]]  # 3 rows: 1 and 2 per rank
-    dpo_uneven = [[0, 1, 2, 3], [4, 5, 6]]
+    # Rank 0 of 2 gets rows 0-1 of the first micro-batch: both desirable. The second
+    # micro-batch has 3 rows: 1 and 2 per rank (on 3 ranks, 1 each).
+    kto_batches = [[up[0], up[1], down[0], up[2]], [down[1], up[3], down[2]]]
+    dpo_batches = [[0, 1, 2, 3], [4, 5, 6]]
     base = {"model": str(tiny_llama_dir), "home": str(home)}
-    return [
-        {**base, "name": f"{algo}-{'packed' if packing else 'padded'}", "algo": algo, "packing": packing,
-         "snapshot": str(snapshots["feedback" if algo == "kto" else "pairs"].path),
-         "micro_batches": kto_even if algo == "kto" else [[0, 1, 2, 3], [4, 5, 6, 7]]}
-        for algo in ("kto", "dpo") for packing in (True, False)
-    ] + [
-        {**base, "name": "kto-uneven", "algo": "kto", "packing": True, "micro_batches": kto_uneven,
-         "snapshot": str(snapshots["feedback"].path)},
-        {**base, "name": "dpo-uneven", "algo": "dpo", "packing": True, "micro_batches": dpo_uneven,
-         "snapshot": str(snapshots["pairs"].path)},
+
+    def case(name: str, algo: str, packing: bool, micro_batches: list[list[int]], parallel: str = "ddp") -> dict:
+        return {**base, "name": name, "algo": algo, "packing": packing, "micro_batches": micro_batches,
+                "parallel": parallel, "snapshot": str(snapshots["feedback" if algo == "kto" else "pairs"].path)}
+
+    return [case(f"{algo}-{'packed' if packing else 'padded'}", algo, packing,
+                 kto_batches if algo == "kto" else dpo_batches)
+            for algo in ("kto", "dpo") for packing in (True, False)] + [
         # FSDP2: decoder layers sharded, the rest replicated; the same step.
-        {**base, "name": "fsdp-kto", "algo": "kto", "packing": True, "micro_batches": kto_uneven,
-         "snapshot": str(snapshots["feedback"].path), "parallel": "fsdp"},
-        {**base, "name": "fsdp-dpo", "algo": "dpo", "packing": False, "micro_batches": dpo_uneven,
-         "snapshot": str(snapshots["pairs"].path), "parallel": "fsdp"},
-        # Two rows on three ranks: the third has none and runs a stand-in row.
-        {**base, "name": "kto-empty-rank", "algo": "kto", "packing": True, "micro_batches": [kto_uneven[0][:2]],
-         "snapshot": str(snapshots["feedback"].path)},
+        case("fsdp-kto", "kto", True, kto_batches, "fsdp"),
+        case("fsdp-dpo", "dpo", False, dpo_batches, "fsdp"),
+        # Two rows: on three ranks the third has none and runs a stand-in row.
+        case("kto-two-rows", "kto", True, [kto_batches[0][:2]]),
     ]
 
 
@@ -88,8 +83,8 @@ def single_process(cases, tmp_path_factory) -> dict[str, dict]:
 
 @pytest.mark.parametrize("nproc", [2, 3])
 def test_several_processes_take_the_single_process_step(nproc, cases, single_process, tmp_path):
-    chosen = cases if nproc == 2 else [c for c in cases if "uneven" in c["name"] or "empty" in c["name"]
-                                       or "fsdp" in c["name"]]
+    chosen = cases if nproc == 2 else [c for c in cases if c["name"] in ("kto-packed", "dpo-padded", "fsdp-kto",
+                                                                          "kto-two-rows")]
     cases_file = tmp_path / "cases.json"
     cases_file.write_text(json.dumps(chosen))
     started = time.perf_counter()
