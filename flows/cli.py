@@ -18,6 +18,7 @@ EPILOG = """examples:
   thumbs ingest log examples/support-bot.jsonl --mapping examples/support-bot.mapping.yaml
   thumbs binarize eval_fraction=0.05
   thumbs train --algo kto model=smollm2-135m steps=30
+  thumbs train --algo dpo --nproc 2 device=cpu     (two processes under torchrun; --nproc gpu: one per GPU)
   thumbs query "select source, label, count(*) from feedback group by all order by all"
   thumbs demo
 """
