@@ -20,6 +20,7 @@ EPILOG = """examples:
   thumbs train --algo kto model=smollm2-135m steps=30
   thumbs train --algo dpo lora_r=16 lora_alpha=32
   thumbs export <checkpoint id> --merge
+  thumbs train --algo dpo --nproc 2 device=cpu     (two processes under torchrun; --nproc gpu: one per GPU)
   thumbs query "select source, label, count(*) from feedback group by all order by all"
   thumbs synthesize rlcd --prompts prompts.jsonl --model smollm2-135m --n 200 temperature=0.7
   thumbs demo
@@ -126,7 +127,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from flows.train import train_flow
 
     result = train_flow(args.algo, args.config, args.overrides, home=args.home, resume=args.resume,
-                        show_progress=True)
+                        show_progress=True, nproc=args.nproc, torchrun_options=torchrun_options(args))
     metrics = result["metrics"]
     _print_table(f"trained {args.algo}: {result['checkpoint_id']}", ["metric", "value"],
                  [[k, format_metric(v)] for k, v in sorted(metrics.items())])
@@ -148,6 +149,27 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(f"plots: {', '.join(result['plots'])}")
     print(f"rows:  thumbs query \"select * from experiments where comparison_id = '{result['comparison_id']}'\"")
     return 0
+
+
+def torchrun_options(args: argparse.Namespace) -> list[str]:
+    """The rendezvous options given to `thumbs train`, as torchrun spells them."""
+    names = ("nnodes", "node_rank", "rdzv_backend", "rdzv_endpoint", "rdzv_id", "master_addr", "master_port")
+    return [f"--{name.replace('_', '-')}={getattr(args, name)}" for name in names
+            if getattr(args, name) is not None]
+
+
+def add_launch_options(parser: argparse.ArgumentParser) -> None:
+    """`thumbs train`'s multi-process options (docs/distributed.md)."""
+    group = parser.add_argument_group("several processes (torchrun)")
+    group.add_argument("--nproc", default="1", help="training processes per node: a number, or gpu (one per "
+                                                     "visible GPU); gloo on CPU, NCCL on CUDA (default 1)")
+    group.add_argument("--nnodes", help="nodes, or MIN:MAX (passed to torchrun)")
+    group.add_argument("--node-rank", help="this node's rank without a rendezvous backend (passed to torchrun)")
+    group.add_argument("--rdzv-backend", help="rendezvous backend, e.g. c10d (passed to torchrun)")
+    group.add_argument("--rdzv-endpoint", help="host:port of the rendezvous (passed to torchrun)")
+    group.add_argument("--rdzv-id", help="the job's id, equal on every node (passed to torchrun)")
+    group.add_argument("--master-addr", help="rank 0's address with --node-rank (passed to torchrun)")
+    group.add_argument("--master-port", help="rank 0's port with --node-rank (passed to torchrun)")
 
 
 def cmd_query(args: argparse.Namespace) -> int:
@@ -283,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="continue the last interrupted run with the same config and snapshot")
     train.add_argument("overrides", nargs="*", metavar="key=value",
                        help="model, reference, steps, batch_size, max_length, lr, beta, seed, device, sources, ...")
+    add_launch_options(train)
     train.set_defaults(run=cmd_train)
 
     compare = verbs.add_parser("compare", help="train and evaluate a grid of algorithms x beta from one snapshot")

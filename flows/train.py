@@ -16,11 +16,14 @@ from tasks.train.tasks import progress_bar, record_task, run_directory, snapshot
 
 @flow(name="train", on_failure=[release_failed_run])
 def train_flow(algo: str, config_path: str | None = None, overrides: Sequence[str] = (), home: str | None = None,
-               resume: bool = False, show_progress: bool = False) -> dict[str, Any]:
+               resume: bool = False, show_progress: bool = False, nproc: int | str = 1,
+               torchrun_options: Sequence[str] = ()) -> dict[str, Any]:
     """Train `algo` on a fresh snapshot; {checkpoint_id, path, snapshot_id, metrics, run_id, run_dir}.
 
     resume=True continues the latest interrupted run with the same config and snapshot
-    (from its last saved state) instead of starting over.
+    (from its last saved state) instead of starting over. nproc > 1 ("gpu": one per
+    visible GPU) trains with that many processes per node under torchrun, with
+    torchrun_options (--nnodes, --rdzv-endpoint, ...) passed through (docs/distributed.md).
     """
     config = train_config(algo, config_path, list(overrides))
     home = Home.of(home)
@@ -30,7 +33,8 @@ def train_flow(algo: str, config_path: str | None = None, overrides: Sequence[st
         run.announce(config.model_dump())
         run_dir = run_directory(config, snapshot, run.run_id, home, resume)
         with progress_bar(show_progress, config.steps) as on_event:
-            result = train_task(config, snapshot, run_dir, run.run_id, home, resume, on_event)
+            result = train_task(config, snapshot, run_dir, run.run_id, home, resume, on_event, nproc,
+                                torchrun_options)
         manifest = record_task(result, run.run_id, home)
         run.outputs.append(checkpoint_dataset(manifest, Path(result["path"])))
         run.metrics = result["metrics"]

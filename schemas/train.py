@@ -18,7 +18,7 @@ Algo = Literal[tuple(LOSSES)]  # the registry's names, in its order
 # resumed with different values of these (e.g. on another device).
 # gradient_checkpointing only trades memory for time: the recomputed activations are the same.
 RUNTIME_FIELDS = frozenset({"device", "save_every", "eval_every", "eval_batches", "reference_batch_size",
-                            "gradient_checkpointing", "tracking"})
+                            "gradient_checkpointing", "tracking", "parallel", "collective_timeout"})
 
 
 class TrainConfig(BaseModel):
@@ -55,6 +55,11 @@ class TrainConfig(BaseModel):
     lora_targets: list[str] | None = Field(
         None, description="module names to adapt, e.g. [q_proj, v_proj]; None = every linear layer but lm_head")
     qlora: bool = Field(False, description="4-bit base under the adapters; needs bitsandbytes and CUDA")
+    # Several processes (`thumbs train --nproc N`; docs/distributed.md): the same result as one.
+    parallel: Literal["ddp", "fsdp"] = Field(
+        "ddp", description="ddp: a full copy of the weights per process; fsdp: decoder layers sharded (FSDP2)")
+    collective_timeout: int = Field(600, ge=1, description="seconds a process waits in a collective before the run "
+                                                           "stops with an error (a hung or lost process)")
 
     # Data.
     sources: list[str] | None = Field(None, description="None = every source in the warehouse")

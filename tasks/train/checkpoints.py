@@ -64,14 +64,17 @@ def remove_abandoned_scratch(home: HomeLike = None) -> None:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def write_checkpoint(model, tokenizer, manifest: dict[str, Any], home: HomeLike = None) -> Path:
-    """Weights, tokenizer, manifest and model card (README.md) into checkpoints/<id>/, all or nothing."""
+def write_checkpoint(model, tokenizer, manifest: dict[str, Any], home: HomeLike = None,
+                     state_dict: dict[str, torch.Tensor] | None = None) -> Path:
+    """Weights (`state_dict` when given: gathered from sharded ranks), tokenizer, manifest
+    and model card (README.md) into checkpoints/<id>/, all or nothing."""
     final = Home.of(home).checkpoints / manifest["checkpoint_id"]
     if final.exists():
         raise ThumbsError(f"{final}: a checkpoint with this id already exists")
     remove_abandoned_scratch(home)
     with replaced_directory(final) as scratch:
-        model.save_pretrained(scratch, safe_serialization=True)
+        # state_dict only when given: a peft model's save_pretrained passes extra keywords on
+        model.save_pretrained(scratch, safe_serialization=True, **({"state_dict": state_dict} if state_dict else {}))
         tokenizer.save_pretrained(scratch)
         (scratch / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
         write_model_card(scratch, manifest, home)

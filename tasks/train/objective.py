@@ -4,6 +4,7 @@ and the hyperparameters (Objective)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,14 +19,17 @@ from tasks.train.losses import LOSSES, LossSpec, Metrics, kto_lambdas
 from tasks.train.models import autocast_context
 
 
-def distributed_kl_mean(local: torch.Tensor) -> torch.Tensor:
+def distributed_kl_mean(local: torch.Tensor, share: float | None = None) -> torch.Tensor:
     """KTO's z0 averages the KL estimate over every device's batch (docs/contract.md,
-    loss formulas); a no-op in a single process."""
+    loss formulas); a no-op in a single process. `share` is this device's part of the
+    global micro-batch (tasks/train/distributed.py): the means weighted by it sum to the
+    mean over every KL row, as one process would compute it. Without it, the devices
+    count equally."""
     if not (dist.is_available() and dist.is_initialized()):
         return local
-    reduced = local.detach().clone()
-    dist.all_reduce(reduced, op=dist.ReduceOp.SUM)  # AVG is NCCL-only; SUM / size works on gloo too
-    return reduced / dist.get_world_size()
+    reduced = local.detach().clone() * (share if share is not None else 1 / dist.get_world_size())
+    dist.all_reduce(reduced, op=dist.ReduceOp.SUM)  # AVG is NCCL-only; SUM works on gloo too
+    return reduced
 
 
 @dataclass
@@ -70,9 +74,14 @@ class Objective:
         """The plain values among `hyper`, as the manifest records them."""
         return {k: v for k, v in self.hyper.items() if k != "kl_reduce"}
 
-    def loss(self, policy: Policy, micro: MicroBatch, seqs: Sequences) -> tuple[torch.Tensor, Metrics, int]:
-        """The micro-batch's loss and metrics, and the tokens forwarded to get them."""
+    def loss(self, policy: Policy, micro: MicroBatch, seqs: Sequences,
+             share: float = 1.0) -> tuple[torch.Tensor, Metrics, int]:
+        """The micro-batch's loss and metrics, and the tokens forwarded to get them. With
+        several processes `micro` is this one's slice, `share` its part of the global
+        micro-batch (KTO's z0 is reduced with it)."""
         inputs, tokens = self.inputs(policy, micro, seqs)
+        if "kl_reduce" in inputs:
+            inputs["kl_reduce"] = functools.partial(distributed_kl_mean, share=share)
         return *self.spec.call(inputs), tokens
 
     def inputs(self, policy: Policy, micro: MicroBatch, seqs: Sequences) -> tuple[dict[str, Any], int]:

@@ -13,6 +13,7 @@ import torch
 
 from schemas.train import TrainConfig
 from tasks.train import checkpoints as ckpt
+from tasks.train.distributed import SINGLE, Ranks, is_sharded
 from tasks.train.objective import Policy, mean_metrics
 
 SUMMARY_KEYS = ("loss", "reward_accuracy", "reward_margin", "rewards_chosen", "rewards_rejected", "kl", "sft_nll")
@@ -31,8 +32,12 @@ def lr_factor(step: int, config: TrainConfig) -> float:
 def make_optimizer(model, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
     # Weight decay on matrices only: decaying norms' gains and biases just shrinks them.
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    # FSDP's sharded parameters (parallel=fsdp) cannot share a fused kernel with plain ones:
+    # groups of each kind (just the plain one otherwise).
+    kinds = sorted({is_sharded(p) for p in params})
+    groups = [group for kind in kinds for group in (
+        {"params": [p for p in params if p.dim() >= 2 and is_sharded(p) == kind], "weight_decay": config.weight_decay},
+        {"params": [p for p in params if p.dim() < 2 and is_sharded(p) == kind], "weight_decay": 0.0})]
     # Fused: one kernel per parameter group instead of a loop of small ops (CPU and CUDA).
     return torch.optim.AdamW(groups, lr=config.lr, fused=device.type in ("cpu", "cuda"))
 
@@ -63,7 +68,12 @@ class TrainingState:
             ckpt.restore_training_state(saved, self.policy.model, self.optimizer, self.scheduler, self.policy.device)
             self.history, self.step, self.elapsed = saved["metrics"], saved["step"], saved["elapsed"]
 
-    def save(self, run_dir: Path, fingerprint: str) -> None:
+    def save(self, run_dir: Path, fingerprint: str, ranks: Ranks = SINGLE) -> None:
+        """state.pt, written by rank 0 (with several processes, every rank holds the whole
+        state: parallel=ddp)."""
+        ranks.check_saveable(save_every=1)
+        if not ranks.main:
+            return
         ckpt.save_state(run_dir, ckpt.capture_training_state(
             fingerprint=fingerprint, step=self.step, elapsed=self.elapsed, metrics=self.history,
             model=self.policy.model, optimizer=self.optimizer, scheduler=self.scheduler, device=self.policy.device))
@@ -74,16 +84,20 @@ class Reporter:
     """Where a run's progress goes: each step's record as one line of metrics.jsonl, and
     every event to `emit` (the parent process, in tasks.train.trainer.main)."""
 
-    metrics_file: Path
+    metrics_file: Path | None  # None: a rank other than 0, which logs nothing
     emit: Progress
     steps: int  # the run's, sent with each step event
     logged: InitVar[list[dict[str, Any]]]  # the steps a resumed state holds
 
     def __post_init__(self, logged: list[dict[str, Any]]) -> None:
         # Rewritten, not appended to: a resumed run drops the steps logged after its saved state.
+        if self.metrics_file is None:
+            return
         self.metrics_file.write_text("".join(json.dumps(r) + "\n" for r in logged))
 
     def step(self, record: dict[str, Any]) -> None:
+        if self.metrics_file is None:
+            return
         with open(self.metrics_file, "a") as handle:
             handle.write(json.dumps(record) + "\n")
         self.emit({"event": "step", "steps": self.steps, **record})

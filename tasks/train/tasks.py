@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -30,6 +29,7 @@ from tasks.common.retrying import IO_RETRIES
 from tasks.common.settings import PROJECT_ROOT, ThumbsError
 from tasks.train import checkpoints as ckpt
 from tasks.train.algorithms import LOSSES
+from tasks.train.distributed import launch_command
 from tasks.train.snapshots import Snapshot, create_snapshot
 from tasks.train.trainer import PROTOCOL
 from tasks.warehouse.connection import connect, run_sql
@@ -64,7 +64,8 @@ def run_directory(config: TrainConfig, snapshot: Snapshot, run_id: str, home: Ho
 
 
 def _child_error(events: list[dict], log_file: Path, returncode: int) -> str:
-    for event in reversed(events):
+    # The first error: with several processes, the others' failures follow from it.
+    for event in events:
         if event.get("event") == "error":
             return event["message"]
     if returncode < 0:
@@ -75,16 +76,17 @@ def _child_error(events: list[dict], log_file: Path, returncode: int) -> str:
 
 @task(name="train", cache_policy=NO_CACHE)
 def train_task(config: TrainConfig, snapshot: Snapshot, run_dir: Path, run_id: str, home: Home, resume: bool,
-               on_event: Callable[[dict], None] | None = None) -> dict[str, Any]:
-    """Run tasks.train.trainer in a child process, relaying its progress; its result, or a ThumbsError."""
+               on_event: Callable[[dict], None] | None = None, nproc: int | str = 1,
+               torchrun_options: Sequence[str] = ()) -> dict[str, Any]:
+    """Run tasks.train.trainer in a child process (under torchrun, `nproc` of them per
+    node: tasks/train/distributed.py), relaying its progress; its result, or a ThumbsError."""
     logger = get_run_logger()
     run_dir.mkdir(parents=True, exist_ok=True)
     config_file = run_dir / "config.json"
     config_file.write_text(json.dumps(config.model_dump(), indent=1) + "\n")
-    command = [sys.executable, "-m", "tasks.train.trainer", "--config", str(config_file), "--snapshot",
-               str(snapshot.path), "--run-dir", str(run_dir), "--run-id", run_id, "--home", str(home)]
-    if resume:
-        command.append("--resume")
+    command = launch_command(["--config", str(config_file), "--snapshot", str(snapshot.path), "--run-dir",
+                              str(run_dir), "--run-id", run_id, "--home", str(home), *(["--resume"] if resume else [])],
+                             nproc, torchrun_options)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
     log_file = run_dir / "trainer.log"
     events: list[dict] = []

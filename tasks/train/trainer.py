@@ -3,7 +3,9 @@ models), the data and its batch plan (tasks/train/data.py), the reference log-pr
 and the loss (tasks/train/objective.py), policy, optimizer and resumed state
 (tasks/train/state.py), then one loop with eval, logging and resumable state inline,
 then the checkpoint. Algorithms differ only in which sequences a batch holds
-(tasks/train/data.py) and which loss LOSSES[algo] is called with.
+(tasks/train/data.py) and which loss LOSSES[algo] is called with. Several processes
+(torchrun) run this same loop, each on its slice of every micro-batch; what that takes
+is in tasks/train/distributed.py (Ranks), called from here at the few places it matters.
 
 Run in its own process by tasks/train/tasks.py (train_task): `python -m tasks.train.trainer --config ...`
 prints one JSON line per event (prefixed PROTOCOL) on stdout; see `main`.
@@ -24,12 +26,13 @@ import torch
 from schemas.train import TrainConfig
 from tasks.common.settings import ThumbsError, code_version
 from tasks.train import checkpoints as ckpt
-from tasks.train import reference_cache
+from tasks.train import distributed, reference_cache
 from tasks.train.batching import ChatEncoder
 from tasks.train.data import Batches, TrainingData, plan_data
+from tasks.train.distributed import SINGLE, Ranks
 from tasks.train.losses import LOSSES
-from tasks.train.models import (is_adapter_dir, load_policy, load_reward_model, load_tokenizer, pick_device,
-                                resolve_model, weights_sha256, with_lora)
+from tasks.train.models import (is_adapter_dir, load_policy, load_reward_model, load_tokenizer, resolve_model,
+                                weights_sha256, with_lora)
 from tasks.train.objective import Objective, Policy, mean_metrics, objective_for
 from tasks.train.snapshots import Snapshot, load_snapshot
 from tasks.train.state import Progress, Reporter, TrainingState, final_metrics
@@ -51,6 +54,7 @@ class Run:
     home: str | Path | None
     fingerprint: str  # what a saved state must match to be resumed (ckpt.run_fingerprint)
     device: torch.device
+    ranks: Ranks  # this process among the training processes (one: rank 0 of 1)
     model_dir: Path
     reference_dir: Path  # the policy's own starting weights unless config.reference names others
     tokenizer: Any  # the policy's; it encodes everything, so the reference must share it
@@ -59,15 +63,18 @@ class Run:
 
 def open_run(config: TrainConfig, snapshot: Snapshot, run_dir: Path, *, run_id: str | None,
              home: str | Path | None, resume: bool, started: float) -> Run:
-    """run.json written, seeds set, device and models resolved; refuses a state saved by
-    another config or snapshot, and a reference whose tokenizer differs from the policy's."""
+    """The process group joined (several processes), run.json written, seeds set, device
+    and models resolved; refuses a state saved by another config or snapshot, and a
+    reference whose tokenizer differs from the policy's."""
     run_dir.mkdir(parents=True, exist_ok=True)
     fingerprint = ckpt.run_fingerprint(config, snapshot.snapshot_id)
     if resume:  # refuse a mismatched state now, before an hour of reference log-probs
         ckpt.check_resumable(run_dir, fingerprint)
-    ckpt.write_json_atomically(run_dir / ckpt.RUN_INFO, {"fingerprint": fingerprint, "config": config.model_dump(),
-                                                        "snapshot_id": snapshot.snapshot_id})
-    device = pick_device(config.device)
+    ranks, device = Ranks.join(config.device, config.parallel, config.collective_timeout)
+    ranks.check_saveable(config.save_every)
+    if ranks.main:
+        ckpt.write_json_atomically(run_dir / ckpt.RUN_INFO, {"fingerprint": fingerprint, "config": config.model_dump(),
+                                                            "snapshot_id": snapshot.snapshot_id})
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     if device.type == "cuda":
@@ -77,7 +84,7 @@ def open_run(config: TrainConfig, snapshot: Snapshot, run_dir: Path, *, run_id: 
     tokenizer = load_tokenizer(model_dir)
     if reference_dir != model_dir and load_tokenizer(reference_dir).get_vocab() != tokenizer.get_vocab():
         raise ThumbsError(f"reference {reference_dir}: its tokenizer differs from the policy's ({model_dir})")
-    return Run(config, snapshot, run_dir, run_id or run_dir.name, home, fingerprint, device, model_dir,
+    return Run(config, snapshot, run_dir, run_id or run_dir.name, home, fingerprint, device, ranks, model_dir,
                reference_dir, tokenizer, started)
 
 
@@ -104,16 +111,19 @@ def load_reference(run: Run, data: TrainingData, emit: Progress, adapted=None) -
     """Reference log-probs of every sequence of both plans, and what the manifest says about
     them: cached, else computed now with the reference model, which is freed before
     returning, or with `adapted` (a LoRA policy) with its adapters disabled. Nothing for
-    the reference-free losses."""
+    the reference-free losses. Computed by rank 0 alone, once; the other ranks wait for
+    its result."""
     if not LOSSES[run.config.algo].needs_reference:
         return {}, None
+    if not run.ranks.main:
+        return run.ranks.from_main(None)
     config = run.config
-    return reference_cache.for_run(
+    return run.ranks.from_main(reference_cache.for_run(
         {**data.train.sequences(), **data.eval.sequences()}, reference_dir=run.reference_dir,
         reference_name=config.reference or config.model, snapshot_id=run.snapshot.snapshot_id,
         max_length=config.max_length, tokenizer=run.tokenizer, device=run.device, home=run.home,
         text_format="csft" if config.algo == "csft" else "plain", batch_size=config.reference_batch_size,
-        on_batch=lambda done, total: emit({"event": "reference", "done": done, "total": total}), adapted=adapted)
+        on_batch=lambda done, total: emit({"event": "reference", "done": done, "total": total}), adapted=adapted))
 
 
 # --- one step, and an eval ---------------------------------------------------------------
@@ -127,21 +137,28 @@ class StepDone:
     tokens: int  # of the sequences scored, padding excluded
 
 
-def train_step(state: TrainingState, objective: Objective, batch: Batches, config: TrainConfig) -> StepDone:
-    """Optimizer step state.step + 1: forward and backward over the batch's micro-batches
-    (gradients accumulated), clipping, the update, the schedule's next lr. Refuses to
-    update on a non-finite loss or norm."""
+def train_step(state: TrainingState, objective: Objective, batch: Batches, config: TrainConfig,
+               ranks: Ranks = SINGLE) -> StepDone:
+    """Optimizer step state.step + 1: forward and backward over this rank's slice of each
+    of the batch's micro-batches (gradients accumulated, then summed over the ranks),
+    clipping, the update, the schedule's next lr. Refuses to update on a non-finite loss
+    or norm."""
     step, lr = state.step + 1, state.scheduler.get_last_lr()[0]
-    micro_metrics, tokens, examples = [], 0, 0
-    for micro in batch.micro_batches:
-        loss, metrics, n_tokens = objective.loss(state.policy, micro, batch.seqs)
-        if not torch.isfinite(loss):
-            raise ThumbsError(f"step {step}: the {config.algo} loss is {float(loss)} (not finite); stopped "
-                              f"before updating the weights. Lower lr (now {config.lr}) or beta, or check the data")
-        (loss / len(batch.micro_batches)).backward()
-        micro_metrics.append({"loss": float(loss.detach()), **metrics})
-        tokens, examples = tokens + n_tokens, examples + len(micro.rows)
-    grad_norm = torch.nn.utils.clip_grad_norm_(state.policy.model.parameters(), config.max_grad_norm)
+    per_micro, tokens, examples = [], 0, 0
+    for index, micro in enumerate(batch.micro_batches):
+        mine = ranks.shard(micro)
+        with ranks.accumulating(state.policy.model, last=index == len(batch.micro_batches) - 1):
+            loss, metrics, n_tokens = objective.loss(state.policy, mine.micro, batch.seqs, mine.share)
+            if not torch.isfinite(loss):
+                raise ThumbsError(f"step {step}: the {config.algo} loss is {float(loss)} (not finite); stopped before "
+                                  f"updating the weights. Lower lr (now {config.lr}) or beta, or check the data")
+            (loss * mine.share / len(batch.micro_batches)).backward()
+        per_micro.append((mine.share, {"loss": float(loss.detach()), **metrics}))
+        if mine.share:
+            tokens, examples = tokens + n_tokens, examples + len(mine.micro.rows)
+    ranks.sync_gradients(state.policy.model)
+    micro_metrics, examples, tokens = ranks.combine(per_micro, examples, tokens)
+    grad_norm = ranks.clip_gradients(state.policy.model, config.max_grad_norm)
     if not torch.isfinite(grad_norm):
         raise ThumbsError(f"step {step}: the gradient norm is {float(grad_norm)} (not finite); stopped before "
                           f"updating the weights. Lower lr (now {config.lr}) or beta, or check the data")
@@ -154,15 +171,17 @@ def train_step(state: TrainingState, objective: Objective, batch: Batches, confi
     return StepDone(mean_metrics(micro_metrics), lr, float(grad_norm), examples, tokens)
 
 
-def evaluate(policy: Policy, objective: Objective, batches: Batches) -> dict[str, float]:
+def evaluate(policy: Policy, objective: Objective, batches: Batches, ranks: Ranks = SINGLE) -> dict[str, float]:
     policy.model.eval()
     results = []
     with torch.no_grad():
         for micro in batches.micro_batches:
-            loss, metrics, _ = objective.loss(policy, micro, batches.seqs)
-            results.append({"loss": float(loss), **metrics})
+            mine = ranks.shard(micro)
+            loss, metrics, _ = objective.loss(policy, mine.micro, batches.seqs, mine.share)
+            results.append((mine.share, {"loss": float(loss), **metrics}))
     policy.model.train()
-    return {f"eval_{k}": v for k, v in mean_metrics(results).items()}
+    combined, _, _ = ranks.combine(results, 0, 0)
+    return {f"eval_{k}": v for k, v in mean_metrics(combined).items()}
 
 
 # --- the run -----------------------------------------------------------------------------
@@ -183,6 +202,7 @@ def train(config: TrainConfig, snapshot: Snapshot, run_dir: Path, *, home: str |
     if resume and (finished := ckpt.finished_result(run_dir, home)):  # nothing to redo
         return finished
     run = open_run(config, snapshot, run_dir, run_id=run_id, home=home, resume=resume, started=started)
+    emit = emit if run.ranks.main else (lambda event: None)  # one voice: rank 0 reports progress
     # Data: every micro-batch of the run, fixed by the seed; the loss, with the reference
     # log-probs of every planned sequence (computed before the policy takes the memory).
     # With LoRA and no other reference named, the reference is the policy's base (adapters
@@ -193,11 +213,11 @@ def train(config: TrainConfig, snapshot: Snapshot, run_dir: Path, *, home: str |
     # The policy (decoder layers recomputed in the backward unless gradient_checkpointing
     # is off), AdamW and its schedule; resumed: their saved state and the metrics so far.
     model = adapted if adapted is not None else load_policy_of(run)
-    policy = Policy(model.train(), run.device, config.packing, run.tokenizer.pad_token_id)
+    policy = Policy(run.ranks.prepare(model.train()), run.device, config.packing, run.tokenizer.pad_token_id)
     state = TrainingState.start(policy, config)
     if resume:
         state.resume(run_dir, run.fingerprint)
-    log = Reporter(run_dir / ckpt.METRICS, emit, config.steps, state.history)
+    log = Reporter(run_dir / ckpt.METRICS if run.ranks.main else None, emit, config.steps, state.history)
     start_step, elapsed_before, session_start = state.step, state.elapsed, time.perf_counter()
     setup_seconds = round(session_start - started, 2)
     emit({"event": "start", "step": start_step, "steps": config.steps, "run_dir": str(run_dir),
@@ -205,7 +225,7 @@ def train(config: TrainConfig, snapshot: Snapshot, run_dir: Path, *, home: str |
 
     while state.step < config.steps:
         step_start = time.perf_counter()
-        done = train_step(state, objective, data.train.for_step(state.step + 1, config.grad_accum), config)
+        done = train_step(state, objective, data.train.for_step(state.step + 1, config.grad_accum), config, run.ranks)
         step_time = time.perf_counter() - step_start
         state.elapsed = elapsed_before + time.perf_counter() - session_start
         record = {"step": state.step, **done.metrics, "lr": done.lr, "grad_norm": done.grad_norm,
@@ -213,13 +233,13 @@ def train(config: TrainConfig, snapshot: Snapshot, run_dir: Path, *, home: str |
                   "step_time": step_time, "elapsed": state.elapsed}
         last = state.step == config.steps
         if data.eval.micro_batches and (last or (config.eval_every and state.step % config.eval_every == 0)):
-            record.update(evaluate(policy, objective, data.eval))
+            record.update(evaluate(policy, objective, data.eval, run.ranks))
         state.history.append(record)
         log.step(record)
         if not last and config.save_every and state.step % config.save_every == 0:
-            state.save(run_dir, run.fingerprint)
+            state.save(run_dir, run.fingerprint, run.ranks)
         if not last and session_steps is not None and state.step - start_step >= session_steps:
-            state.save(run_dir, run.fingerprint)
+            state.save(run_dir, run.fingerprint, run.ranks)
             return {"finished": False, "step": state.step, "run_dir": str(run_dir)}
     return write_checkpoint(run, state, objective, data, resumed_at_step=start_step, setup_s=setup_seconds)
 
@@ -227,7 +247,11 @@ def train(config: TrainConfig, snapshot: Snapshot, run_dir: Path, *, home: str |
 def write_checkpoint(run: Run, state: TrainingState, objective: Objective, data: TrainingData, *,
                      resumed_at_step: int, setup_s: float) -> dict[str, Any]:
     """The checkpoint (weights + tokenizer + manifest, renamed into place in one go), then
-    result.json; the resumable state it supersedes is removed."""
+    result.json; the resumable state it supersedes is removed. Rank 0 writes; every rank
+    takes part in gathering sharded weights."""
+    weights = run.ranks.full_state_dict(state.policy.model)
+    if not run.ranks.main:
+        return {"finished": True, "rank": run.ranks.rank}
     config, model_dir, reference = run.config, run.model_dir, objective.reference_model
     checkpoint_id = ckpt.new_checkpoint_id(config.algo)
     same_as_reference = reference is not None and run.reference_dir == model_dir
@@ -242,8 +266,9 @@ def write_checkpoint(run: Run, state: TrainingState, objective: Objective, data:
         adapter=ckpt.adapter_of(state.policy.model),
         training={"run_dir": str(run.run_dir), "steps": config.steps, "resumed_at_step": resumed_at_step or None,
                   "examples_seen": data.train.examples, "device": str(run.device),
+                  "processes": run.ranks.world, "parallel": run.ranks.parallel if run.ranks.world > 1 else None,
                   "setup_s": setup_s, "total_s": round(time.perf_counter() - run.started, 2)})
-    path = ckpt.write_checkpoint(state.policy.model, run.tokenizer, manifest, run.home)
+    path = ckpt.write_checkpoint(state.policy.model, run.tokenizer, manifest, run.home, state_dict=weights)
     result = {"finished": True, "checkpoint_id": checkpoint_id, "path": str(path), "metrics": metrics,
               "snapshot_id": run.snapshot.snapshot_id, "run_dir": str(run.run_dir),
               "reference_cache": reference and reference["cache"]}
@@ -279,11 +304,20 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(TrainConfig, args.config)
         result = train(config, load_snapshot(args.snapshot), args.run_dir, home=args.home, run_id=args.run_id,
                        resume=args.resume, progress=_say, session_steps=args.session_steps)
-    except ThumbsError as exc:
-        _say({"event": "error", "message": str(exc)})
-        print(f"error: {exc}", file=sys.stderr)
+    except Exception as exc:
+        # One line naming the process, so that torchrun's other processes, ended
+        # because this one failed, do not bury the cause; a bug in one process still
+        # leaves its traceback in the log.
+        message = distributed.error_line(exc)
+        if message is None:
+            raise
+        _say({"event": "error", "message": message})
+        print(f"error: {message}", file=sys.stderr)
         return 2
-    _say({"event": "done", **result})
+    finally:
+        distributed.leave()
+    if distributed.is_main_process():  # the others' results are rank 0's
+        _say({"event": "done", **result})
     return 0
 
 
