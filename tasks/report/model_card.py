@@ -56,7 +56,7 @@ def source_files(snapshot_path: str | None, home: HomeLike) -> list[dict[str, An
     except (ThumbsError, OSError):
         return []
     return [{"source": source, "file": file, "sha256": sha, "rows_loaded": loaded}
-            for _, source, file, sha, loaded, _ in rows]
+            for _, source, file, sha, loaded, *_ in rows]  # then finished_at, options
 
 
 def card_facts(manifest: dict[str, Any], files: list[dict[str, Any]]) -> dict[str, Any]:
