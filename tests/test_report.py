@@ -165,8 +165,8 @@ def test_report_in_chromium_matches_the_warehouse(built, tmp_path):
 
 
 def test_intervals_and_comparisons_render_when_present(built, tmp_path):
-    """Evaluations with m_low/m_high/m_n and an `experiments` table (both added by other
-    stages) show up; without them the report does not mention them."""
+    """Evaluations with m_low/m_high/m_n and the rows `thumbs compare` writes to `experiments`
+    show up; with no comparison yet the report does not mention comparisons."""
     home, report = built
     copy = tmp_path / "warehouse.duckdb"
     shutil.copy(home / "published" / "warehouse.duckdb", copy)
@@ -176,13 +176,20 @@ def test_intervals_and_comparisons_render_when_present(built, tmp_path):
         con.execute("""UPDATE checkpoints SET metrics = json_merge_patch(metrics,
                        '{"eval": {"eval_reward_accuracy_low": 0.25, "eval_reward_accuracy_high": 0.75,
                                   "eval_reward_accuracy_n": 8}}')""")
-        con.execute("CREATE TABLE experiments AS SELECT 'grid-1' AS experiment_id, 'dpo' AS algo, 0.5 AS win_rate")
+        con.execute("""INSERT INTO experiments VALUES ('grid-1', 'dpo-beta0.1', 'dpo', 'dpo', 0.1, 'ck-1', '/ck-1',
+                       's1', 's2', NULL, '{}', '{"eval_reward_accuracy": 0.5, "eval_reward_accuracy_low": 0.3,
+                       "eval_reward_accuracy_high": 0.7, "eval_reward_accuracy_n": 24}', now())""")
         html = render_report(con, Home.of(home))
     finally:
         con.close()
     assert f'data-stat="checkpoints|{report.checkpoint_id}|eval_reward_accuracy_low" data-value="0.25"' in html
     assert f'data-stat="checkpoints|{report.checkpoint_id}|eval_reward_accuracy_n" data-value="8"' in html
-    assert 'id="experiments"' in html and 'data-stat="experiments|grid-1|dpo|win_rate" data-value="0.5"' in html
+    assert 'id="experiments"' in html
+    cell = "experiments|grid-1|dpo-beta0.1"
+    assert f'data-stat="{cell}|beta" data-value="0.1"' in html
+    assert f'data-stat="{cell}|eval_reward_accuracy" data-value="0.5"' in html
+    assert f'data-stat="{cell}|eval_reward_accuracy_high" data-value="0.7"' in html
+    assert f'data-stat="{cell}|eval_reward_accuracy_n" data-value="24"' in html
 
 
 def test_report_before_anything_is_published_is_one_line(tmp_path):

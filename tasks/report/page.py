@@ -5,7 +5,7 @@ there is no script. Sections: headline numbers, feedback volume and label balanc
 over time per source, quarantine reasons, pairs per prompt, ingest runs, training
 runs with their loss and reward curves (each run's metrics.jsonl), checkpoints with
 their evaluation (intervals when recorded) and gate decisions, and the comparison
-results when an `experiments` table exists.
+results once `thumbs compare` has written a row to `experiments`.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import json
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import duckdb
@@ -77,8 +78,9 @@ def render_report(con: duckdb.DuckDBPyConnection, home: Home) -> str:
         _training(con, checkpoints),
         _checkpoints(con, checkpoints),
     ]
-    if run_sql(con, "statements/report/has_table.sql", {"name": "experiments"}).fetchone()[0]:
-        sections.append(_experiments(con))
+    experiments = _rows(con, "experiments.sql", {"limit": ROW_LIMIT})
+    if experiments[1]:
+        sections.append(_experiments(experiments))
     contents = " · ".join(f'<a href="#{anchor}">{escape(title)}</a>' for anchor, title, _ in sections)
     body = "".join(f'<section id="{anchor}"><h2>{escape(title)}</h2>{html}</section>'
                    for anchor, title, html in sections)
@@ -193,19 +195,26 @@ def _curves(steps: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, lis
     return series
 
 
-def metric_with_interval(checkpoint_id: str, evaluation: dict[str, Any], name: str) -> str:
-    """`m`, and `[m_low, m_high] n=m_n` when the evaluation recorded an interval."""
+def metric_with_interval(key: Sequence[Any], evaluation: dict[str, Any], name: str) -> str:
+    """`m`, and `[m_low, m_high] n=m_n` when the evaluation recorded an interval; `key`
+    is the row's stat key prefix (table name, then the columns that identify the row)."""
     value = evaluation.get(name)
     if not is_number(value):
         return "—"
-    parts = [number(stat_key("checkpoints", checkpoint_id, name), value)]
+    parts = [number(stat_key(*key, name), value)]
     low, high, n = (evaluation.get(f"{name}_{s}") for s in ("low", "high", "n"))
     if is_number(low) and is_number(high):
-        parts.append(f' <span class="note">[{number(stat_key("checkpoints", checkpoint_id, name + "_low"), low)}, '
-                     f'{number(stat_key("checkpoints", checkpoint_id, name + "_high"), high)}]</span>')
+        parts.append(f' <span class="note">[{number(stat_key(*key, name + "_low"), low)}, '
+                     f'{number(stat_key(*key, name + "_high"), high)}]</span>')
     if is_number(n):
-        parts.append(f' <span class="note">n={number(stat_key("checkpoints", checkpoint_id, name + "_n"), n)}</span>')
+        parts.append(f' <span class="note">n={number(stat_key(*key, name + "_n"), n)}</span>')
     return "".join(parts)
+
+
+def _metric_columns(key_of, records: list[dict[str, Any]], evaluations: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """One extra column per headline metric, each cell with its interval when recorded."""
+    return {name: [metric_with_interval(key_of(r), e, name) for r, e in zip(records, evaluations)]
+            for name in HEADLINE_METRICS}
 
 
 def _checkpoints(con, checkpoints: tuple[list[str], list[tuple]]) -> Section:
@@ -213,8 +222,7 @@ def _checkpoints(con, checkpoints: tuple[list[str], list[tuple]]) -> Section:
     shown_columns = ["checkpoint_id", "algo", "base_model", "snapshot_id", "created_at", "champion"]
     records = [dict(zip(columns, row)) for row in rows]
     evaluations = [json.loads(r["evaluation"]) if r["evaluation"] else {} for r in records]
-    extra = {name: [metric_with_interval(r["checkpoint_id"], e, name) for r, e in zip(records, evaluations)]
-             for name in HEADLINE_METRICS}
+    extra = _metric_columns(lambda r: ("checkpoints", r["checkpoint_id"]), records, evaluations)
     listing = table("checkpoints", shown_columns, [[r[c] for c in shown_columns] for r in records],
                     ["checkpoint_id"], extra=extra)
     details = []
@@ -222,8 +230,8 @@ def _checkpoints(con, checkpoints: tuple[list[str], list[tuple]]) -> Section:
         names = sorted(k for k, v in evaluation.items() if is_number(v) and not k.endswith(("_low", "_high", "_n"))
                        and k not in HEADLINE_METRICS)
         if names:
-            ident = record["checkpoint_id"]
-            items = "".join(f"<tr><td>{escape(n)}</td><td>{metric_with_interval(ident, evaluation, n)}</td></tr>"
+            key = ("checkpoints", record["checkpoint_id"])
+            items = "".join(f"<tr><td>{escape(n)}</td><td>{metric_with_interval(key, evaluation, n)}</td></tr>"
                             for n in names)
             details.append(f"<details><summary>{escape(record['checkpoint_id'])}: every evaluation metric</summary>"
                            f"<table>{items}</table></details>")
@@ -233,7 +241,12 @@ def _checkpoints(con, checkpoints: tuple[list[str], list[tuple]]) -> Section:
                     "<h3>Gate decisions, newest first</h3>", promotions)
 
 
-def _experiments(con) -> Section:
-    columns, rows = _rows(con, "experiments.sql", {"limit": ROW_LIMIT})
-    keys = [c for c in ("experiment_id", "grid_id", "algo", "checkpoint_id") if c in columns] or columns[:1]
-    return _section("experiments", "Comparisons", table("experiments", columns, rows, keys))
+def _experiments(experiments: tuple[list[str], list[tuple]]) -> Section:
+    columns, rows = experiments
+    shown_columns = [c for c in columns if c != "metrics"]
+    records = [dict(zip(columns, row)) for row in rows]
+    evaluations = [json.loads(r["metrics"]) for r in records]
+    extra = _metric_columns(lambda r: ("experiments", r["comparison_id"], r["cell"]), records, evaluations)
+    listing = table("experiments", shown_columns, [[r[c] for c in shown_columns] for r in records],
+                    ["comparison_id", "cell"], extra=extra)
+    return _section("experiments", "Comparisons (thumbs compare), newest first", listing)
