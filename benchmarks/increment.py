@@ -18,8 +18,6 @@ Times are wall seconds; `uptime` is printed with them: say how busy the machine 
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import os
 import shutil
 import subprocess
@@ -29,30 +27,9 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR.parent))
-from benchmarks.ingest import HH_DIR, HH_FILES, WORK, build_input, with_marker  # noqa: E402
+from benchmarks.ingest import WORK, build_input  # noqa: E402
 
 MARTS = ("preference_pairs", "feedback", "feedback_ties")
-
-
-def build_increment(pairs: int) -> Path:
-    """benchmarks/.work/hh-new-<pairs>.jsonl.gz: `pairs` HH pairs none of the base holds."""
-    path = WORK / f"hh-new-{pairs}.jsonl.gz"
-    if path.exists():
-        return path
-    WORK.mkdir(parents=True, exist_ok=True)
-    originals = []
-    for name in HH_FILES:
-        with gzip.open(HH_DIR / name, "rt", encoding="utf-8") as fh:
-            originals += [json.loads(line) for line in fh if line.strip()]
-    partial = path.with_suffix(".partial")
-    with gzip.open(partial, "wt", encoding="utf-8") as out:
-        for index in range(pairs):
-            replica, record = divmod(index, len(originals))
-            row, marker = originals[record], f" [new{replica}]"
-            out.write(json.dumps({"chosen": with_marker(row["chosen"], marker),
-                                  "rejected": with_marker(row["rejected"], marker)}, ensure_ascii=False) + "\n")
-    partial.rename(path)
-    return path
 
 
 def marts_digest(con) -> dict[str, tuple[int, int]]:
@@ -96,7 +73,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.pairs, args.increment = 50_000, 2_000
-    base, increment = build_input(args.pairs), build_increment(args.increment)
+    base, increment = build_input(args.pairs), build_input(args.increment, mark="new")
     home = WORK / "increment-home"
     shutil.rmtree(home, ignore_errors=True)
     load_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_vs_trl import RESULTS, machine, matmul_peak, run_worker  # noqa: E402
+from train_vs_trl import machine, matmul_peak, print_and_record, run_worker  # noqa: E402
 
 SIDES = ("full", "lora", "trl-peft")
 
@@ -72,7 +72,7 @@ def main() -> int:
     parser.add_argument("--lora-alpha", type=float, default=32.0)
     parser.add_argument("--lora-dropout", type=float, default=0.05)
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--record", action="store_true", help=f"append the results to {RESULTS.name}")
+    parser.add_argument("--record", action="store_true", help="append the results to benchmarks/RESULTS.md")
     parser.add_argument("--note", default="", help="a line to record with the results")
     args = parser.parse_args()
 
@@ -92,11 +92,7 @@ def main() -> int:
               f"alpha={args.lora_alpha} dropout={args.lora_dropout} on every linear layer but lm_head"
               + ("" if have_trl else "; TRL+peft not measured: trl/datasets not installed here")
               + (f". {args.note}" if args.note else ""), "", table(args.model, rows), ""]
-    text = "\n".join(report)
-    print(text)
-    if args.record:
-        with open(RESULTS, "a") as handle:
-            handle.write(text + "\n")
+    print_and_record(report, args.record)
     return 0
 
 

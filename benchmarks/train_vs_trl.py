@@ -557,12 +557,17 @@ def main() -> int:
                 report += [table(model, results), ""]
             else:
                 report += [f"{model}: {json.dumps(results)}", ""]
-    text = "\n".join(report)
+    print_and_record(report, args.record)
+    return 0
+
+
+def print_and_record(lines: list[str], record: bool) -> None:
+    """Print the report; with --record, also append it to benchmarks/RESULTS.md."""
+    text = "\n".join(lines)
     print(text)
-    if args.record:
+    if record:
         with open(RESULTS, "a") as handle:
             handle.write(text + "\n")
-    return 0
 
 
 if __name__ == "__main__":
