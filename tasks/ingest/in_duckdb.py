@@ -15,7 +15,7 @@ from tasks.ingest.readers import detect_format
 from tasks.sources.base import SourceBinding
 from tasks.warehouse.connection import read_sql, run_sql
 from tasks.warehouse.raw import (ARCHIVABLE_FORMATS, archive_dir_of, archive_path, archived_rows_sql,
-                                 create_raw_view, line_stats, only_newlines, with_lines)
+                                 create_raw_view, line_stats, lines_read_alike, with_lines)
 
 
 def archive_target(con: duckdb.DuckDBPyConnection, source: SourceBinding, path: Path, sha: str) -> Path | None:
@@ -38,7 +38,7 @@ def lines_for_duckdb(con: duckdb.DuckDBPyConnection, source: SourceBinding, sha:
     DuckDB reads as the Python reader would (UTF-8 throughout, lines split at "\\n"
     alone, none too long). None: the file is read in Python, which words any
     trouble row by row."""
-    if archive is None or source.stage_sql is None or len(source.tables) != 1 or not only_newlines(archive):
+    if archive is None or source.stage_sql is None or len(source.tables) != 1 or not lines_read_alike(archive):
         return None
     lines = archived_rows_sql(batch_id, source.name, sha, archive)
     stats = line_stats(con, lines)

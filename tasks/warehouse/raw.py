@@ -70,16 +70,23 @@ def archived_rows_sql(batch_id: str, source: str, file_sha256: str, archive: str
         archive=_literal(os.fspath(archive)))
 
 
-def only_newlines(path: Path) -> bool:
-    """Whether the file's lines end in "\n" alone: no carriage return anywhere, as
-    DuckDB's reader ends a line at one too, and the Python reader does not. A file
-    that cannot be decompressed is not (the Python reader names what is wrong)."""
+def lines_read_alike(path: Path) -> bool:
+    """Whether DuckDB splits the file into the lines the Python reader sees: no
+    carriage return anywhere (DuckDB's reader ends a line at one too, the Python
+    reader does not), and no byte 30, the field separator of archived_rows.sql
+    (valid JSON never holds it unescaped, but a broken row may, and DuckDB would
+    cut that row short). A file that cannot be decompressed is not (the Python
+    reader names what is wrong)."""
     opener = gzip.open if path.name.endswith(".gz") else open
     try:
         with opener(path, "rb") as fh:
-            return not any(b"\r" in block for block in iter(lambda: fh.read(1 << 20), b""))
+            return not any(b"\r" in block or FIELD_SEPARATOR in block
+                           for block in iter(lambda: fh.read(1 << 20), b""))
     except (OSError, EOFError, zlib.error):
         return False
+
+
+FIELD_SEPARATOR = b"\x1e"  # chr(30) in warehouse/statements/raw/archived_rows.sql
 
 
 def with_lines(relative: str, lines: str) -> str:
