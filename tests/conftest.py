@@ -30,3 +30,30 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory):
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+# --- the reliability suite's summary line (tests/reliability/ledger.py) ---------------------
+# Under pytest-xdist (`make test` runs two workers) each worker records its own figures and
+# hands them to the controller when it finishes, which prints the sum.
+
+def pytest_sessionfinish(session):
+    from reliability import ledger
+
+    if hasattr(session.config, "workeroutput"):  # an xdist worker
+        session.config.workeroutput["reliability"] = ledger.figures()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    from reliability import ledger
+
+    if figures := getattr(node, "workeroutput", {}).get("reliability"):
+        ledger.add(figures)
+
+
+def pytest_terminal_summary(terminalreporter):
+    from reliability import ledger
+
+    if ledger.used():
+        terminalreporter.write_sep("=", "reliability suite")
+        terminalreporter.write_line(ledger.summary())

@@ -1,9 +1,6 @@
-"""Fixtures of the reliability suite, and its summary line.
-
-The summary line (printed at the end of any pytest session that ran these
-tests) gives the suite's figures: bad inputs tried, faults injected by kind,
-rows lost and duplicates over every comparison with a clean run.
-"""
+"""Fixtures of the reliability suite. Its summary line (bad inputs tried, faults
+injected by kind, rows lost and duplicates over every comparison with a clean
+run) is printed by tests/conftest.py, which pytest-xdist's controller loads too."""
 from __future__ import annotations
 
 import gzip
@@ -15,18 +12,11 @@ from pathlib import Path
 import pytest
 
 from samples import shared_data, shared_shp
-from . import ledger
 from .harness import fingerprint, sha256_file, write_jsonl
 
 # Small chunks make a few thousand rows span several chunk inserts inside the
 # file's transaction, as a big file does with the production chunk size.
 KILL_CHUNK_ROWS = 1000
-
-
-def pytest_terminal_summary(terminalreporter):
-    if ledger.used():
-        terminalreporter.write_sep("=", "reliability suite")
-        terminalreporter.write_line(ledger.summary())
 
 
 @pytest.fixture(scope="session")

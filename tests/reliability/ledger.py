@@ -41,6 +41,25 @@ def compared(lost: int, duplicated: int) -> None:
     comparisons += 1
 
 
+def figures() -> dict:
+    """What this process recorded, for a pytest-xdist worker to hand to the controller."""
+    return {"bad_inputs": sorted(bad_inputs), "generated_rows": generated_rows, "faults": dict(faults),
+            "hostile_queries": hostile_queries, "rows_lost": rows_lost, "duplicates": duplicates,
+            "comparisons": comparisons}
+
+
+def add(worker: dict) -> None:
+    """Count a worker's figures in (the controller of a pytest-xdist run)."""
+    global generated_rows, hostile_queries, rows_lost, duplicates, comparisons
+    bad_inputs.update(worker["bad_inputs"])
+    generated_rows += worker["generated_rows"]
+    faults.update(worker["faults"])
+    hostile_queries += worker["hostile_queries"]
+    rows_lost += worker["rows_lost"]
+    duplicates += worker["duplicates"]
+    comparisons += worker["comparisons"]
+
+
 def used() -> bool:
     return bool(bad_inputs or generated_rows or faults or hostile_queries or comparisons)
 
