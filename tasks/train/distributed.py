@@ -214,6 +214,13 @@ def leave() -> None:
         dist.destroy_process_group()
 
 
+def ending() -> None:
+    """This process is already ending with an error: from here on torchrun's SIGTERM
+    (sent once it sees another process gone) must not cut short the line that says why."""
+    if signal.getsignal(signal.SIGTERM) is _ended_by_launcher:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def _ended_by_launcher(signum, frame) -> None:
     # torchrun sends SIGTERM to every other process once one has exited: without this
     # they would vanish without a word, and the run's only trace be torchrun's report.

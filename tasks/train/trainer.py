@@ -308,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         # One line naming the process, so that torchrun's other processes, ended
         # because this one failed, do not bury the cause; a bug in one process still
         # leaves its traceback in the log.
+        distributed.ending()
         message = distributed.error_line(exc)
         if message is None:
             raise
