@@ -237,9 +237,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from tasks.evaluate.intervals import headline_names, with_interval
 
     settings = load_config(EvaluationSettings, None, args.overrides)
-    result = evaluate_flow(args.checkpoint, home=args.home, **settings.model_dump())
+    sources = [s.strip() for s in args.sources.split(",") if s.strip()] if args.sources else None
+    result = evaluate_flow(args.checkpoint, home=args.home, eval_snapshot=args.eval_snapshot, sources=sources,
+                           **settings.model_dump())
     _print_table(f"evaluation of {result['checkpoint_id']}", ["metric", "value (95% interval, n)"],
                  [[k, with_interval(result["metrics"], k)] for k in headline_names(result["metrics"])])
+    print(f"eval pairs: snapshot {result['eval_snapshot_id']} (another model on the same pairs: "
+          f"thumbs evaluate MODEL --eval-snapshot {result['eval_snapshot_id']})")
     for plot in result.get("plots", []):
         print(f"plot: {plot}")
     return 0
@@ -337,6 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("overrides", nargs="*", metavar="key=value",
                           help="evaluation settings: max_pairs=1000, generation_prompts=8, max_new_tokens=48, "
                                "kl_samples=4, seed=0, judge=CHECKPOINT (a reward model: adds the win rate)")
+    on = evaluate.add_mutually_exclusive_group()
+    on.add_argument("--sources", help="evaluate on the current pairs of these sources (comma-separated, e.g. "
+                                      "hh,oasst) instead of those the checkpoint trained on")
+    on.add_argument("--eval-snapshot", help="evaluate on this pairs snapshot (an id or a directory): the same "
+                                            "pairs as an earlier evaluation")
     evaluate.set_defaults(run=cmd_evaluate)
 
     runs = verbs.add_parser("runs", help="recent flow runs and checkpoints")
@@ -375,12 +384,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None):
-    """parse_args, except that `synthesize` takes key=value words after its options too
-    (`synthesize rlcd --n 5 seed=1`): argparse fills a positional list only with the
-    words before the first option, and calls the rest unrecognized."""
+    """parse_args, except that a verb's key=value words may come after its options too
+    (`synthesize rlcd --n 5 seed=1`, `evaluate CKPT --sources hh max_pairs=300`): argparse
+    fills a positional list only with the words before the first option, and calls the
+    rest unrecognized."""
     args, unknown = parser.parse_known_args(argv)
-    if unknown and hasattr(args, "kind_and_overrides") and all("=" in w and not w.startswith("-") for w in unknown):
-        args.kind_and_overrides += unknown
+    words = next((name for name in ("kind_and_overrides", "overrides") if hasattr(args, name)), None)
+    if unknown and words and all("=" in w and not w.startswith("-") for w in unknown):
+        setattr(args, words, getattr(args, words) + unknown)
     elif unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     return args

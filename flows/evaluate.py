@@ -30,7 +30,8 @@ def evaluate_flow(checkpoint: str, home: str | None = None, eval_snapshot: str |
                   max_new_tokens: int = evaluation.DEFAULTS["max_new_tokens"],
                   kl_samples: int = evaluation.DEFAULTS["kl_samples"], seed: int = evaluation.DEFAULTS["seed"],
                   device: str = "auto", max_length: int | None = None,
-                  judge: str | None = evaluation.DEFAULTS["judge"]) -> dict[str, Any]:
+                  judge: str | None = evaluation.DEFAULTS["judge"],
+                  sources: list[str] | None = None) -> dict[str, Any]:
     """Evaluate a checkpoint (id or path) on the eval split.
 
     Returns {checkpoint_id, metrics, plots, eval_snapshot_id, settings, path, run_id, per_pair};
@@ -40,16 +41,19 @@ def evaluate_flow(checkpoint: str, home: str | None = None, eval_snapshot: str |
     checkpoint's training max_length (a base model's baseline: pass the checkpoint's).
     judge: a reward-model checkpoint (id or path) that judges the checkpoint's replies
     against its reference's: adds win_rate_vs_reference with its interval.
+    sources: evaluate on the current pairs of these sources rather than those the
+    checkpoint trained on (e.g. a model trained on synthetic:rlcd pairs, judged on hh).
     """
     home = Home.of(home)
     settings = {"max_pairs": max_pairs, "generation_prompts": generation_prompts, "max_new_tokens": max_new_tokens,
                 "kl_samples": kl_samples, "seed": seed, "device": device, "max_length": max_length}
-    config = {"checkpoint": checkpoint, "eval_snapshot": eval_snapshot, "judge": judge, **settings}
+    config = {"checkpoint": checkpoint, "eval_snapshot": eval_snapshot, "judge": judge, "sources": sources,
+              **settings}
     with run_lifecycle("evaluate", config, home, lineage_events=True) as run:
         checkpoint_dir, info = resolve_task(checkpoint, home)
         run.inputs.append(file_dataset(checkpoint_dir, "checkpoint", f"checkpoints/{info['checkpoint_id']}",
                                        algo=info["algo"]))
-        snapshot = eval_snapshot_task(info, eval_snapshot, run.run_id, home)
+        snapshot = eval_snapshot_task(info, eval_snapshot, run.run_id, home, sources)
         run.inputs.append(snapshot_dataset(snapshot))
         if judge:
             judge_dir, judge_info = resolve_task(judge, home)

@@ -13,6 +13,11 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from fixtures_models import model_cache, tiny_llama_dir  # noqa: F401
+from samples import DEMO_OASST_TREES
+from schemas.config import BinarizeConfig
+from tasks.binarize.marts import binarize
+from tasks.ingest.load import ingest_file
+from tasks.sources import bind_source
 from tasks.train.batching import encode_example, pad
 from tasks.train.checkpoints import read_manifest, record_checkpoint
 from tasks.evaluate.evaluation import INTERVAL_METRICS, METRIC_NAMES, evaluate_checkpoint, same_protocol
@@ -167,3 +172,33 @@ def test_evaluate_flow_records_metrics_plots_and_lineage(trained, evaluated, pre
         evaluate_flow("no-such-checkpoint", home=str(home))
     last = json.loads((home / "lineage" / "openlineage.jsonl").read_text().splitlines()[-1])
     assert last["eventType"] == "FAIL" and last["job"]["name"] == "evaluate"
+
+
+def test_cli_evaluates_on_other_sources_and_again_on_the_same_pairs(prefect_harness, tmp_path, tiny_llama_dir,
+                                                                     capsys):
+    # A model trained on one source (e.g. synthetic:rlcd) is judged on another's pairs;
+    # a second model (its base) then on exactly those pairs.
+    from flows.cli import main as thumbs
+    from tasks.train.snapshots import load_snapshot
+
+    home = tmp_path / "home"
+    ingest_hh_slice(home, rows=120)
+    with connect(home) as con:
+        ingest_file(con, bind_source("oasst"), DEMO_OASST_TREES, "oasst-batch")
+        binarize(con, BinarizeConfig())
+    settings = [f"{k}={v}" for k, v in SMALL.items() if k != "device"]
+    assert thumbs(["--home", str(home), "evaluate", str(tiny_llama_dir), "--sources", "oasst", *settings]) == 0
+    printed = capsys.readouterr().out
+    snapshot_id = printed.split("eval pairs: snapshot ")[1].split()[0]
+    with connect(home, read_only=True) as con:
+        (path,) = con.execute("SELECT path FROM snapshots WHERE snapshot_id = ?", [snapshot_id]).fetchone()
+    snapshot = load_snapshot(path)
+    assert set(snapshot.split("eval").column("source").to_pylist()) == {"oasst"}
+    assert set(snapshot.split("train").column("source").to_pylist()) == {"oasst"}
+    accuracy = next(line for line in printed.splitlines() if "eval_reward_accuracy" in line)
+
+    assert thumbs(["--home", str(home), "evaluate", str(tiny_llama_dir), "--eval-snapshot", snapshot_id,
+                   *settings]) == 0
+    again = capsys.readouterr().out
+    assert f"eval pairs: snapshot {snapshot_id} " in again
+    assert next(line for line in again.splitlines() if "eval_reward_accuracy" in line) == accuracy

@@ -59,10 +59,12 @@ def resolve_task(checkpoint: str, home: Home) -> tuple[str, dict[str, Any]]:
 
 
 @task(name="eval-snapshot", cache_policy=NO_CACHE)
-def eval_snapshot_task(info: dict[str, Any], eval_snapshot: str | None, run_id: str, home: Home) -> Snapshot:
+def eval_snapshot_task(info: dict[str, Any], eval_snapshot: str | None, run_id: str, home: Home,
+                       sources: list[str] | None = None) -> Snapshot:
     """The pairs snapshot to evaluate on: `eval_snapshot` (an id or a path) when given, so
     a champion is re-evaluated on exactly the candidate's pairs; else the current pairs of
-    the sources the checkpoint trained on (the same rows give the same snapshot id)."""
+    `sources`, or of the sources the checkpoint trained on (the same rows give the same
+    snapshot id)."""
     if eval_snapshot and (Path(eval_snapshot) / "snapshot.json").is_file():
         return load_snapshot(eval_snapshot)
     with connect(home) as con:
@@ -71,8 +73,8 @@ def eval_snapshot_task(info: dict[str, Any], eval_snapshot: str | None, run_id: 
             if row is None:
                 raise ThumbsError(f"eval_snapshot={eval_snapshot}: no such snapshot in {home}")
             return load_snapshot(row[0])
-        return create_snapshot(con, "pairs", sources=info["hyperparameters"].get("sources"), run_id=run_id,
-                               home=home)
+        return create_snapshot(con, "pairs", sources=sources or info["hyperparameters"].get("sources"),
+                               run_id=run_id, home=home)
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
