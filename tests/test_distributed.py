@@ -217,3 +217,36 @@ def test_the_kubernetes_gpu_pool_example_renders_the_deployments_gpu_request():
     assert container["resources"]["limits"] == {"nvidia.com/gpu": 4}
     assert container["image"] == "registry.example.com/thumbs:latest"
     assert {"name": "THUMBS_HOME", "value": "/data/thumbs"} in container["env"]
+
+
+def test_an_fsdp_run_stopped_with_a_state_resumes_to_the_uninterrupted_weights(snapshots, tiny_llama_dir,  # noqa: F811
+                                                                              tmp_path):
+    # fsdp's resumable state holds each decoder layer gathered whole from its shards, and
+    # AdamW's moments by parameter name; resuming reshards both. Four KTO steps in one go,
+    # and two plus two with a state in between, must end at the same weights.
+    from safetensors.torch import load_file
+
+    config = tiny_config(tiny_llama_dir, "kto", "steps=4", "batch_size=4", "save_every=1", "eval_batches=0",
+                         "parallel=fsdp")
+    config_file = tmp_path / "config.json"
+    config_file.write_text(config.model_dump_json())
+
+    def launch(run_dir: Path, *extra: str) -> dict:
+        done = torchrun(2, "-m", "tasks.train.trainer",
+                        *trainer_args(config_file, snapshots["feedback"], run_dir, tmp_path / "home", *extra))
+        assert done.returncode == 0, done.stderr[-3000:]
+        return [e for e in events_of(done.stdout) if e["event"] == "done"][0]
+
+    whole = launch(tmp_path / "whole")
+    stopped = launch(tmp_path / "split", "--session-steps", "2")
+    assert stopped["finished"] is False and stopped["step"] == 2
+    assert torch.load(tmp_path / "split" / "state.pt", weights_only=False)["step"] == 2
+    resumed = launch(tmp_path / "split", "--resume")
+    assert resumed["finished"]
+    expected = load_file(Path(whole["path"]) / "model.safetensors")
+    got = load_file(Path(resumed["path"]) / "model.safetensors")
+    assert expected.keys() == got.keys()
+    start = load_file(tiny_llama_dir / "model.safetensors")
+    assert any(not torch.equal(start[k], expected[k]) for k in expected)  # the steps changed the weights
+    for name, value in expected.items():
+        torch.testing.assert_close(got[name], value, atol=TOLERANCE, rtol=0, msg=name)

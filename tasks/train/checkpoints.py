@@ -178,19 +178,21 @@ def run_fingerprint(config: TrainConfig, snapshot_id: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def capture_training_state(*, fingerprint: str, step: int, elapsed: float, metrics: list[dict], model,
-                           optimizer, scheduler, device: torch.device) -> dict[str, Any]:
-    """Everything a resumed run needs to continue exactly: weights, AdamW moments, the
-    schedule's position, every RNG, and the metrics logged so far."""
+def capture_training_state(*, fingerprint: str, step: int, elapsed: float, metrics: list[dict],
+                           weights: dict[str, Any], moments: dict[str, Any], scheduler,
+                           device: torch.device) -> dict[str, Any]:
+    """Everything a resumed run needs to continue exactly: weights and AdamW moments (as
+    Ranks.training_state gives them), the schedule's position, every RNG, and the
+    metrics logged so far."""
     return {
         "fingerprint": fingerprint, "step": step, "elapsed": elapsed, "metrics": metrics,
-        "model": _trained_weights(model), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "model": weights, "optimizer": moments, "scheduler": scheduler.state_dict(),
         "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
                 "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None},
     }
 
 
-def _trained_weights(model) -> dict[str, torch.Tensor]:
+def trained_weights(model) -> dict[str, torch.Tensor]:
     """The weights a run changes: a LoRA policy's adapter only (its base is the frozen
     model it was loaded from), else all of them."""
     if getattr(model, "peft_config", None):
@@ -200,16 +202,18 @@ def _trained_weights(model) -> dict[str, torch.Tensor]:
     return model.state_dict()
 
 
-def restore_training_state(state: dict[str, Any], model, optimizer, scheduler, device: torch.device) -> None:
+def load_trained_weights(model, weights: dict[str, torch.Tensor]) -> None:
     if getattr(model, "peft_config", None):
         from peft import set_peft_model_state_dict
 
-        result = set_peft_model_state_dict(model, state["model"])
+        result = set_peft_model_state_dict(model, weights)
         if result.unexpected_keys:
             raise ThumbsError(f"saved state: adapter weights this run's adapters lack: {result.unexpected_keys[:3]}")
     else:
-        model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])  # also restores the param groups' current lr
+        model.load_state_dict(weights)
+
+
+def restore_rng_and_schedule(state: dict[str, Any], scheduler, device: torch.device) -> None:
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng"]["torch"])
     random.setstate(state["rng"]["python"])

@@ -40,6 +40,7 @@ import torch
 import torch.distributed as dist
 
 from tasks.common.settings import ThumbsError
+from tasks.train.checkpoints import load_trained_weights, trained_weights
 from tasks.train.data import MicroBatch
 from tasks.train.models import pick_device
 
@@ -88,11 +89,33 @@ class Ranks:
                                     device_id=device if device.type == "cuda" else None)
         return cls(dist.get_rank(), dist.get_world_size(), parallel), device
 
-    def check_saveable(self, save_every: int) -> None:
-        """Refused at the start rather than at the first save: fsdp writes no resumable states yet."""
-        if save_every and self.parallel == "fsdp" and self.world > 1:
-            raise ThumbsError("parallel=fsdp writes no resumable states yet: set save_every=0, "
-                              "or train with parallel=ddp")
+    @property
+    def sharded(self) -> bool:
+        return self.world > 1 and self.parallel == "fsdp"
+
+    def training_state(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict] | None:
+        """(weights, AdamW state) for a resumable state, on rank 0 (None elsewhere). With
+        fsdp every rank must call it: each layer's shards are gathered whole, keyed by
+        parameter name, so a resumed run (of any number of processes) reshards them."""
+        if self.sharded:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+            weights, moments = get_state_dict(model, optimizer,
+                                              options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+            return (weights, moments) if self.main else None
+        return (trained_weights(model), optimizer.state_dict()) if self.main else None
+
+    def load_training_state(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, weights: dict,
+                            moments: dict) -> None:
+        """What training_state gave, back into this rank's model and optimizer (its shards, with fsdp)."""
+        if self.sharded:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+            set_state_dict(model, optimizer, model_state_dict=weights, optim_state_dict=moments,
+                           options=StateDictOptions(full_state_dict=True))
+            return
+        load_trained_weights(model, weights)
+        optimizer.load_state_dict(moments)  # also restores the param groups' current lr
 
     # --- data ------------------------------------------------------------------------------
 

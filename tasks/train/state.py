@@ -61,22 +61,23 @@ class TrainingState:
         optimizer = make_optimizer(policy.model, config, policy.device)
         return cls(policy, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config)))
 
-    def resume(self, run_dir: Path, fingerprint: str) -> None:
-        """Continue from run_dir's saved state, if there is one."""
+    def resume(self, run_dir: Path, fingerprint: str, ranks: Ranks = SINGLE) -> None:
+        """Continue from run_dir's saved state, if there is one (every rank reads the same file)."""
         saved = ckpt.load_state(run_dir, fingerprint)
         if saved is not None:
-            ckpt.restore_training_state(saved, self.policy.model, self.optimizer, self.scheduler, self.policy.device)
+            ranks.load_training_state(self.policy.model, self.optimizer, saved["model"], saved["optimizer"])
+            ckpt.restore_rng_and_schedule(saved, self.scheduler, self.policy.device)
             self.history, self.step, self.elapsed = saved["metrics"], saved["step"], saved["elapsed"]
 
     def save(self, run_dir: Path, fingerprint: str, ranks: Ranks = SINGLE) -> None:
-        """state.pt, written by rank 0 (with several processes, every rank holds the whole
-        state: parallel=ddp)."""
-        ranks.check_saveable(save_every=1)
-        if not ranks.main:
+        """state.pt, written by rank 0; with fsdp every rank first hands in its shards."""
+        gathered = ranks.training_state(self.policy.model, self.optimizer)
+        if gathered is None:
             return
+        weights, moments = gathered
         ckpt.save_state(run_dir, ckpt.capture_training_state(
             fingerprint=fingerprint, step=self.step, elapsed=self.elapsed, metrics=self.history,
-            model=self.policy.model, optimizer=self.optimizer, scheduler=self.scheduler, device=self.policy.device))
+            weights=weights, moments=moments, scheduler=self.scheduler, device=self.policy.device))
 
 
 @dataclass

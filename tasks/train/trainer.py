@@ -71,7 +71,6 @@ def open_run(config: TrainConfig, snapshot: Snapshot, run_dir: Path, *, run_id: 
     if resume:  # refuse a mismatched state now, before an hour of reference log-probs
         ckpt.check_resumable(run_dir, fingerprint)
     ranks, device = Ranks.join(config.device, config.parallel, config.collective_timeout)
-    ranks.check_saveable(config.save_every)
     if ranks.main:
         ckpt.write_json_atomically(run_dir / ckpt.RUN_INFO, {"fingerprint": fingerprint, "config": config.model_dump(),
                                                             "snapshot_id": snapshot.snapshot_id})
@@ -216,7 +215,7 @@ def train(config: TrainConfig, snapshot: Snapshot, run_dir: Path, *, home: str |
     policy = Policy(run.ranks.prepare(model.train()), run.device, config.packing, run.tokenizer.pad_token_id)
     state = TrainingState.start(policy, config)
     if resume:
-        state.resume(run_dir, run.fingerprint)
+        state.resume(run_dir, run.fingerprint, run.ranks)
     log = Reporter(run_dir / ckpt.METRICS if run.ranks.main else None, emit, config.steps, state.history)
     start_step, elapsed_before, session_start = state.step, state.elapsed, time.perf_counter()
     setup_seconds = round(session_start - started, 2)
