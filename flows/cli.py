@@ -131,6 +131,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     metrics = result["metrics"]
     _print_table(f"trained {args.algo}: {result['checkpoint_id']}", ["metric", "value"],
                  [[k, format_metric(v)] for k, v in sorted(metrics.items())])
+    if any(k.startswith("eval_") for k in metrics):
+        print(f"eval_* above: the in-training eval batches, point estimates without intervals; "
+              f"`thumbs evaluate {result['checkpoint_id']}` measures the eval split with 95% intervals")
     print(f"checkpoint: {result['path']}  (snapshot {result['snapshot_id']})")
     loader = "AutoModelForSequenceClassification" if LOSSES[args.algo].model == "reward_model" else "AutoModelForCausalLM"
     print(f"load it:    {loader}.from_pretrained({result['path']!r})")

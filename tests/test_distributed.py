@@ -101,16 +101,21 @@ def trainer_args(config_file: Path, snapshot, run_dir: Path, home: Path, *extra:
             "--home", str(home), *extra]
 
 
+def tiny_config_file(folder: Path, model_dir: Path, algo: str, *overrides: str) -> Path:
+    """tiny_config's TrainConfig as the --config file the trainer processes read."""
+    config_file = folder / "config.json"
+    config_file.write_text(tiny_config(model_dir, algo, *overrides).model_dump_json())
+    return config_file
+
+
 def events_of(output: str) -> list[dict]:
     return [json.loads(line[len(PROTOCOL):]) for line in output.splitlines() if line.startswith(PROTOCOL)]
 
 
 def test_a_killed_rank_ends_every_process_with_one_error_and_resume_finishes(snapshots, tiny_llama_dir,  # noqa: F811
                                                                             tmp_path):
-    config = tiny_config(tiny_llama_dir, "dpo", "steps=10", "batch_size=4", "save_every=2", "eval_batches=0",
-                         "collective_timeout=60")
-    config_file = tmp_path / "config.json"
-    config_file.write_text(config.model_dump_json())
+    config_file = tiny_config_file(tmp_path, tiny_llama_dir, "dpo", "steps=10", "batch_size=4", "save_every=2",
+                                   "eval_batches=0", "collective_timeout=60")
     run_dir, home = tmp_path / "runs" / "killed", tmp_path / "home"
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "OMP_NUM_THREADS": "1"}
     command = launch_command(trainer_args(config_file, snapshots["pairs"], run_dir, home), 2)
@@ -182,6 +187,7 @@ def test_thumbs_train_nproc_2_on_cpu_resumes_and_records_checkpoint_and_lineage(
     assert thumbs(["--home", str(home), "train", "--algo", "kto", "--resume", "--nproc", "2", *overrides]) == 0
     out = capsys.readouterr().out
     checkpoint_id = out.split("trained kto: ")[1].split()[0]
+    assert f"point estimates without intervals; `thumbs evaluate {checkpoint_id}` measures" in out
     manifest = json.loads((home / "checkpoints" / checkpoint_id / "manifest.json").read_text())
     assert manifest["training"]["run_dir"] == str(run_dir) and manifest["training"]["resumed_at_step"] == 2
     assert (manifest["training"]["processes"], manifest["training"]["parallel"]) == (2, "ddp")
@@ -226,10 +232,8 @@ def test_an_fsdp_run_stopped_with_a_state_resumes_to_the_uninterrupted_weights(s
     # and two plus two with a state in between, must end at the same weights.
     from safetensors.torch import load_file
 
-    config = tiny_config(tiny_llama_dir, "kto", "steps=4", "batch_size=4", "save_every=1", "eval_batches=0",
-                         "parallel=fsdp")
-    config_file = tmp_path / "config.json"
-    config_file.write_text(config.model_dump_json())
+    config_file = tiny_config_file(tmp_path, tiny_llama_dir, "kto", "steps=4", "batch_size=4", "save_every=1",
+                                   "eval_batches=0", "parallel=fsdp")
 
     def launch(run_dir: Path, *extra: str) -> dict:
         done = torchrun(2, "-m", "tasks.train.trainer",
