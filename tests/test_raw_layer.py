@@ -91,3 +91,15 @@ def test_raw_rows_of_a_warehouse_from_before_migration_006_stay_queryable(home):
         assert raw_rows(con) == [("hh", "abc", 1, "{}")]
         ingest_file(con, bind_source("hh"), DEMO_HH_HARMLESS, "b1")
         assert con.execute("SELECT count(*) FROM raw.records").fetchone() == (201,)
+
+
+def test_lines_of_only_unicode_whitespace_are_blank_on_both_routes(home, tmp_path):
+    # The reader skips a line that Python's str.isspace calls blank; DuckDB's regex \s
+    # knows fewer characters (not \v, \x1c, U+3000, ...), and read such lines as rows.
+    path = tmp_path / "spaces.jsonl"
+    path.write_bytes("\t\n\v\n\x1c \n\u3000\u2028\n".encode() + json.dumps(GOOD).encode() + b"\n\x0c\n")
+    with connect(home) as con:
+        result = ingest_file(con, bind_source("hh"), path, "b1")
+        assert (result.rows_read, result.rows_loaded, result.rows_quarantined) == (1, 1, 0)
+        assert [n for _, _, n, _ in raw_rows(con)] == [5]
+        assert con.execute("SELECT count(*) FROM raw.files").fetchone() == (1,)  # read from the archive

@@ -9,4 +9,7 @@ FROM (
     FROM read_csv({archive}, columns = {{'record': 'VARCHAR'}}, header = false, delim = chr(30), quote = '',
                   escape = '', auto_detect = false, strict_mode = false, parallel = false)
 )
-WHERE record IS NOT NULL AND NOT regexp_full_match(record, '\s*')
+-- Blank: only what Python's str.isspace calls whitespace (the reader skips those
+-- lines), a wider set than the regex class \s.
+WHERE record IS NOT NULL AND NOT regexp_full_match(
+    record, '[\x{{09}}-\x{{0d}}\x{{1c}}-\x{{20}}\x{{85}}\x{{a0}}\x{{1680}}\x{{2000}}-\x{{200a}}\x{{2028}}\x{{2029}}\x{{202f}}\x{{205f}}\x{{3000}}]*')
