@@ -284,3 +284,9 @@ def test_duckdb_memory_is_limited_and_configurable(tmp_path, monkeypatch):
     with pytest.raises(ThumbsError, match="THUMBS_DUCKDB_MEMORY.*'lots'"):
         with connect(tmp_path):
             pass
+
+
+def test_a_column_name_with_a_newline_keeps_the_missing_column_error_on_one_line(home, tmp_path):
+    # found by the property suite: the file's column names were listed raw
+    path = write_jsonl(tmp_path / "odd-keys.jsonl", [{"rejected": "", "\n": None, "a,b": 1}, GOOD])
+    file_errors(home, path, r"row 1: missing column 'chosen' \(the file has: rejected, '\\n', 'a,b'\)$")

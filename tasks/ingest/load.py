@@ -234,10 +234,16 @@ def _messages(prompts: list[list]) -> pa.Array | list:
     return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), flat)
 
 
+def _column_name(name: str) -> str:
+    """A column name as an error shows it: plain, or quoted with escapes when it is empty,
+    holds a comma, or holds a character that would break the one-line message."""
+    return name if name and name.isprintable() and "," not in name else repr(name)
+
+
 def _check_required(path: Path, row_number: int, keys: list[str], required: Sequence[str]) -> None:
     missing = [name for name in required if name not in keys]
     if missing:
-        have = ", ".join(keys[:12]) or "none"
+        have = ", ".join(map(_column_name, keys[:12])) or "none"
         raise ThumbsError(
             f"{path}: row {row_number}: missing column '{missing[0]}' (the file has: {have})"
         )
