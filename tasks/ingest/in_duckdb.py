@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import numpy as np
+import pyarrow as pa
 
 from tasks.common.settings import ThumbsError
 from tasks.ingest.readers import detect_format
@@ -32,8 +34,9 @@ def archive_target(con: duckdb.DuckDBPyConnection, source: SourceBinding, path: 
 
 
 def lines_for_duckdb(con: duckdb.DuckDBPyConnection, source: SourceBinding, sha: str, batch_id: str,
-                     max_row_bytes: int, archive: Path | None) -> tuple[str, int] | None:
-    """The SELECT of the archived file's lines, and their number, when DuckDB may
+                     max_row_bytes: int, archive: Path | None) -> tuple[str, int, int] | None:
+    """The SELECT of the archived file's lines, their number and the last one's row
+    number (blank lines count), when DuckDB may
     parse and stage the file itself: a source that says how (stage_sql), and a file
     DuckDB reads as the Python reader would (UTF-8 throughout, lines split at "\\n"
     alone, none too long). None: the file is read in Python, which words any
@@ -44,11 +47,11 @@ def lines_for_duckdb(con: duckdb.DuckDBPyConnection, source: SourceBinding, sha:
     stats = line_stats(con, lines)
     if stats is None or stats[2] >= max_row_bytes:
         return None
-    return lines, stats[0]
+    return lines, stats[0], stats[3]
 
 
 def stage_in_duckdb(con: duckdb.DuckDBPyConnection, source: SourceBinding, sha: str, batch_id: str,
-                    lines: str) -> tuple[int, list[tuple[int, str]]]:
+                    lines: str, last_row: int) -> tuple[int, list[tuple[int, str]]]:
     """Stage the rows the source's SQL parses in one INSERT: (rows inserted, the
     rows for the Python parser in file order). Those are every line not in staging
     after the insert: the rows the SQL left (quirks, rejects) and the duplicates it
@@ -58,8 +61,9 @@ def stage_in_duckdb(con: duckdb.DuckDBPyConnection, source: SourceBinding, sha: 
     params = {"batch_id": batch_id, "file_sha256": sha}
     inserted = staged_by_sql(con, read_sql("statements/load/staged_by_sql.sql").format(
         staging_table=table.quoted, columns=columns, staged=with_lines(source.stage_sql, lines)), params)
-    left = left_to_parser(con, read_sql("statements/load/left_to_parser.sql").format(
-        lines=lines, staging_table=table.quoted), params)
+    not_staged = rows_not_staged(con, read_sql("statements/load/staged_row_numbers.sql").format(
+        staging_table=table.quoted), params, last_row)
+    left = left_to_parser(con, read_sql("statements/load/left_to_parser.sql").format(lines=lines), not_staged)
     return inserted, left
 
 
@@ -68,8 +72,23 @@ def staged_by_sql(con: duckdb.DuckDBPyConnection, statement: str, params: dict) 
     return con.execute(statement, params).fetchone()[0]
 
 
-def left_to_parser(con: duckdb.DuckDBPyConnection, statement: str, params: dict) -> list[tuple[int, str]]:
-    return con.execute(statement, params).fetchall()
+def rows_not_staged(con: duckdb.DuckDBPyConnection, statement: str, params: dict, last_row: int) -> np.ndarray:
+    """Row numbers 1..last_row that staging has no row of this file for, from a bitmap
+    (a byte a line) filled batch by batch: an anti-join of the lines against the
+    staged rows held a hash table of every staged row, and at 10M rows it did not fit
+    DuckDB's memory limit."""
+    staged = np.zeros(last_row + 1, dtype=bool)
+    for batch in con.execute(statement, params).to_arrow_reader(1 << 20):
+        staged[batch.column(0).to_numpy()] = True
+    return np.flatnonzero(~staged[1:]) + 1
+
+
+def left_to_parser(con: duckdb.DuckDBPyConnection, statement: str, not_staged: np.ndarray) -> list[tuple[int, str]]:
+    con.register("thumbs_rows_not_staged", pa.table({"row_number": pa.array(not_staged, pa.int64())}))
+    try:
+        return con.execute(statement).fetchall()
+    finally:
+        con.unregister("thumbs_rows_not_staged")
 
 
 def read_raw_from_archive(con: duckdb.DuckDBPyConnection, source: SourceBinding, sha: str, batch_id: str,

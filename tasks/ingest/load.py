@@ -320,9 +320,9 @@ def _check_first_record(path: Path, source: SourceBinding, max_row_bytes: int) -
             return
 
 
-def _load_in_duckdb(con, source, path, sha, batch_id, result, lines: str, rows: int) -> None:
+def _load_in_duckdb(con, source, path, sha, batch_id, result, lines: str, rows: int, last_row: int) -> None:
     """DuckDB stages the rows its SQL parses; the source's parser decides the rest."""
-    inserted, left = stage_in_duckdb(con, source, sha, batch_id, lines)
+    inserted, left = stage_in_duckdb(con, source, sha, batch_id, lines, last_row)
     (table,) = source.tables
     result.raw_rows = rows
     result.rows_read += inserted
