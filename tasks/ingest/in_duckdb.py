@@ -6,11 +6,11 @@ back to it for the source's Python parser. Apart from load.py so each stays shor
 """
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import duckdb
 import numpy as np
-import pyarrow as pa
 
 from tasks.common.settings import ThumbsError
 from tasks.ingest.readers import detect_format
@@ -51,7 +51,7 @@ def lines_for_duckdb(con: duckdb.DuckDBPyConnection, source: SourceBinding, sha:
 
 
 def stage_in_duckdb(con: duckdb.DuckDBPyConnection, source: SourceBinding, sha: str, batch_id: str,
-                    lines: str, last_row: int) -> tuple[int, list[tuple[int, str]]]:
+                    lines: str, last_row: int, archive: Path) -> tuple[int, list[tuple[int, str]]]:
     """Stage the rows the source's SQL parses in one INSERT: (rows inserted, the
     rows for the Python parser in file order). Those are every line not in staging
     after the insert: the rows the SQL left (quirks, rejects) and the duplicates it
@@ -63,8 +63,7 @@ def stage_in_duckdb(con: duckdb.DuckDBPyConnection, source: SourceBinding, sha: 
         staging_table=table.quoted, columns=columns, staged=with_lines(source.stage_sql, lines)), params)
     not_staged = rows_not_staged(con, read_sql("statements/load/staged_row_numbers.sql").format(
         staging_table=table.quoted), params, last_row)
-    left = left_to_parser(con, read_sql("statements/load/left_to_parser.sql").format(lines=lines), not_staged)
-    return inserted, left
+    return inserted, left_to_parser(archive, not_staged)
 
 
 def staged_by_sql(con: duckdb.DuckDBPyConnection, statement: str, params: dict) -> int:
@@ -73,22 +72,36 @@ def staged_by_sql(con: duckdb.DuckDBPyConnection, statement: str, params: dict) 
 
 
 def rows_not_staged(con: duckdb.DuckDBPyConnection, statement: str, params: dict, last_row: int) -> np.ndarray:
-    """Row numbers 1..last_row that staging has no row of this file for, from a bitmap
-    (a byte a line) filled batch by batch: an anti-join of the lines against the
-    staged rows held a hash table of every staged row, and at 10M rows it did not fit
-    DuckDB's memory limit."""
+    """Row numbers 1..last_row that staging has no row of this file for (blank lines
+    among them), from a bitmap of a byte a line filled batch by batch."""
     staged = np.zeros(last_row + 1, dtype=bool)
-    for batch in con.execute(statement, params).to_arrow_reader(1 << 20):
+    for batch in con.sql(statement, params=params).to_arrow_reader(1 << 20):
         staged[batch.column(0).to_numpy()] = True
     return np.flatnonzero(~staged[1:]) + 1
 
 
-def left_to_parser(con: duckdb.DuckDBPyConnection, statement: str, not_staged: np.ndarray) -> list[tuple[int, str]]:
-    con.register("thumbs_rows_not_staged", pa.table({"row_number": pa.array(not_staged, pa.int64())}))
-    try:
-        return con.execute(statement).fetchall()
-    finally:
-        con.unregister("thumbs_rows_not_staged")
+def left_to_parser(archive: Path, wanted: np.ndarray) -> list[tuple[int, str]]:
+    """(row number, text) of the archive's non-blank lines whose numbers are `wanted`
+    (ascending), read in Python with memory for those rows only. Joining them in
+    DuckDB against the numbered lines of the whole file ran out of its memory limit
+    at 10M rows, an anti-join against the staged rows too."""
+    found: list[tuple[int, str]] = []
+    numbers = iter(wanted.tolist())
+    target = next(numbers, None)
+    opener = gzip.open if archive.name.endswith(".gz") else open
+    with opener(archive, "rb") as lines:
+        for number, line in enumerate(lines, 1):
+            if target is None:
+                break
+            if number != target:
+                continue
+            text = line.rstrip(b"\n").decode("utf-8")  # the route's files are UTF-8 without "\r" (checked)
+            if number == 1:
+                text = text.removeprefix("\ufeff")  # a BOM, as both readers drop it
+            if text and not text.isspace():  # blank lines hold no row
+                found.append((number, text))
+            target = next(numbers, None)
+    return found
 
 
 def read_raw_from_archive(con: duckdb.DuckDBPyConnection, source: SourceBinding, sha: str, batch_id: str,

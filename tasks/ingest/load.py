@@ -278,7 +278,7 @@ def ingest_file(
                 lines = lines_for_duckdb(con, source, sha, batch_id, max_row_bytes, archive)
                 if lines is not None:
                     _check_first_record(path, source, max_row_bytes)
-                    _load_in_duckdb(con, source, path, sha, batch_id, result, *lines)
+                    _load_in_duckdb(con, source, path, sha, batch_id, result, archive, *lines)
                     read_raw_from_archive(con, source, sha, batch_id, result.raw_rows, archive)
                 else:
                     _load_rows(con, source, path, sha, batch_id, result, max_row_bytes, progress, archive is None)
@@ -320,9 +320,10 @@ def _check_first_record(path: Path, source: SourceBinding, max_row_bytes: int) -
             return
 
 
-def _load_in_duckdb(con, source, path, sha, batch_id, result, lines: str, rows: int, last_row: int) -> None:
+def _load_in_duckdb(con, source, path, sha, batch_id, result, archive: Path, lines: str, rows: int,
+                    last_row: int) -> None:
     """DuckDB stages the rows its SQL parses; the source's parser decides the rest."""
-    inserted, left = stage_in_duckdb(con, source, sha, batch_id, lines, last_row)
+    inserted, left = stage_in_duckdb(con, source, sha, batch_id, lines, last_row, archive)
     (table,) = source.tables
     result.raw_rows = rows
     result.rows_read += inserted
