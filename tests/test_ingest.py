@@ -18,7 +18,7 @@ from tasks.ingest.load import CHUNK_ROWS, ingest_file
 from tasks.common.settings import ThumbsError
 from tasks.sources import bind_source
 from tasks.warehouse.connection import connect
-from samples import DEMO_HH_HARMLESS, HH_QUIRK_LINES, hh_quirks
+from samples import DEMO_HH_HARMLESS, DEMO_HH_HELPFUL, HH_QUIRK_LINES, hh_quirks
 
 GOOD = {"chosen": "\n\nHuman: Hi there\n\nAssistant: Hello! How can I help?",
         "rejected": "\n\nHuman: Hi there\n\nAssistant: Go away."}
@@ -290,3 +290,20 @@ def test_a_column_name_with_a_newline_keeps_the_missing_column_error_on_one_line
     # found by the property suite: the file's column names were listed raw
     path = write_jsonl(tmp_path / "odd-keys.jsonl", [{"rejected": "", "\n": None, "a,b": 1}, GOOD])
     file_errors(home, path, r"row 1: missing column 'chosen' \(the file has: rejected, '\\n', 'a,b'\)$")
+
+
+def test_a_file_past_duckdbs_memory_limit_changes_nothing_and_says_which_knob(home, monkeypatch):
+    # 10M HH pairs in one file ran out of the default 512 MB at commit; a 6 MB limit does
+    # the same to the 200-row demo file.
+    with connect(home) as con:
+        before = table_counts(con)
+    monkeypatch.setenv("THUMBS_DUCKDB_MEMORY", "6MB")
+    with connect(home) as con:
+        with pytest.raises(ThumbsError) as err:
+            ingest_file(con, bind_source("hh"), DEMO_HH_HELPFUL, "batch-x")
+    monkeypatch.delenv("THUMBS_DUCKDB_MEMORY")
+    message = str(err.value)
+    assert message.startswith(f"{DEMO_HH_HELPFUL}: nothing loaded") and "\n" not in message
+    assert "Out of Memory" in message and "set THUMBS_DUCKDB_MEMORY higher" in message and "6MB" in message
+    with connect(home) as con:
+        assert table_counts(con) == before

@@ -29,7 +29,7 @@ from tasks.ingest.readers import (DEFAULT_MAX_ROW_BYTES, LineBatch, Progress, Ra
                                   read_batches)
 from tasks.common.settings import ThumbsError, first_line
 from tasks.sources.base import Parser, Quarantined, RowRejected, SourceBinding, Staged, StagingTable
-from tasks.warehouse.connection import read_sql, run_sql, transaction
+from tasks.warehouse.connection import memory_hint, read_sql, run_sql, transaction
 from tasks.warehouse.raw import archive_file, archive_matches, archived_rows_sql
 from tasks.ingest.workers import WorkerFailed, in_order
 
@@ -291,7 +291,8 @@ def ingest_file(
                 "status": result.status, "options": json.dumps(dict(source.options), default=str),
             })
     except duckdb.Error as exc:
-        raise ThumbsError(f"{path}: nothing loaded, the warehouse write failed: {first_line(exc)}") from exc
+        raise ThumbsError(f"{path}: nothing loaded, the warehouse write failed: {first_line(exc)}"
+                          f"{memory_hint(exc)}") from exc
     return result
 
 

@@ -59,6 +59,15 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
         raise
 
 
+def memory_hint(exc: duckdb.Error) -> str:
+    """What to do when DuckDB ran out of its memory limit; '' for any other error."""
+    text = str(exc)
+    if not isinstance(exc, duckdb.OutOfMemoryException) and "failed to pin block" not in text:
+        return ""
+    limit = os.environ.get("THUMBS_DUCKDB_MEMORY") or DEFAULT_MEMORY
+    return f" (DuckDB may hold {limit}: set THUMBS_DUCKDB_MEMORY higher, e.g. THUMBS_DUCKDB_MEMORY=2GB)"
+
+
 def duckdb_config(path: Path) -> dict[str, str]:
     """Memory limit ($THUMBS_DUCKDB_MEMORY, e.g. '2GB') and where DuckDB spills past it:
     next to the warehouse file, which only one process at a time writes.
