@@ -6,14 +6,13 @@ back to it for the source's Python parser. Apart from load.py so each stays shor
 """
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 import duckdb
 import numpy as np
 
 from tasks.common.settings import ThumbsError
-from tasks.ingest.readers import detect_format
+from tasks.ingest.readers import LineBatch, RawRow, detect_format, read_batches
 from tasks.sources.base import SourceBinding
 from tasks.warehouse.connection import read_sql, run_sql
 from tasks.warehouse.raw import (ARCHIVABLE_FORMATS, archive_dir_of, archive_path, archived_rows_sql,
@@ -51,7 +50,7 @@ def lines_for_duckdb(con: duckdb.DuckDBPyConnection, source: SourceBinding, sha:
 
 
 def stage_in_duckdb(con: duckdb.DuckDBPyConnection, source: SourceBinding, sha: str, batch_id: str,
-                    lines: str, last_row: int, archive: Path) -> tuple[int, list[tuple[int, str]]]:
+                    lines: str, last_row: int, archive: Path, max_row_bytes: int) -> tuple[int, list[RawRow]]:
     """Stage the rows the source's SQL parses in one INSERT: (rows inserted, the
     rows for the Python parser in file order). Those are every line not in staging
     after the insert: the rows the SQL left (quirks, rejects) and the duplicates it
@@ -63,7 +62,7 @@ def stage_in_duckdb(con: duckdb.DuckDBPyConnection, source: SourceBinding, sha: 
         staging_table=table.quoted, columns=columns, staged=with_lines(source.stage_sql, lines)), params)
     not_staged = rows_not_staged(con, read_sql("statements/load/staged_row_numbers.sql").format(
         staging_table=table.quoted), params, last_row)
-    return inserted, left_to_parser(archive, not_staged)
+    return inserted, left_to_parser(archive, not_staged, max_row_bytes)
 
 
 def staged_by_sql(con: duckdb.DuckDBPyConnection, statement: str, params: dict) -> int:
@@ -80,27 +79,22 @@ def rows_not_staged(con: duckdb.DuckDBPyConnection, statement: str, params: dict
     return np.flatnonzero(~staged[1:]) + 1
 
 
-def left_to_parser(archive: Path, wanted: np.ndarray) -> list[tuple[int, str]]:
-    """(row number, text) of the archive's non-blank lines whose numbers are `wanted`
-    (ascending), read in Python with memory for those rows only. Joining them in
-    DuckDB against the numbered lines of the whole file ran out of its memory limit
-    at 10M rows, an anti-join against the staged rows too."""
-    found: list[tuple[int, str]] = []
-    numbers = iter(wanted.tolist())
-    target = next(numbers, None)
-    opener = gzip.open if archive.name.endswith(".gz") else open
-    with opener(archive, "rb") as lines:
-        for number, line in enumerate(lines, 1):
-            if target is None:
-                break
-            if number != target:
-                continue
-            text = line.rstrip(b"\n").decode("utf-8")  # the route's files are UTF-8 without "\r" (checked)
-            if number == 1:
-                text = text.removeprefix("\ufeff")  # a BOM, as both readers drop it
-            if text and not text.isspace():  # blank lines hold no row
-                found.append((number, text))
-            target = next(numbers, None)
+LEFT_BATCH_LINES = 8192  # lines held at a time while looking for the rows left to the parser
+
+
+def left_to_parser(archive: Path, wanted: np.ndarray, max_row_bytes: int) -> list[RawRow]:
+    """The rows on the archive's lines numbered `wanted` (ascending), made by the reader
+    as the Python route makes them (BOM, blank lines, decoding, JSON), with memory for
+    those rows only. Joining them in DuckDB against the numbered lines of the whole file
+    ran out of its memory limit at 10M rows, an anti-join against the staged rows too."""
+    found: list[RawRow] = []
+    for batch in read_batches(archive, rows_per_batch=LEFT_BATCH_LINES, max_row_bytes=max_row_bytes):
+        first, end = batch.first_row, batch.first_row + len(batch.lines)
+        low, high = np.searchsorted(wanted, [first, end])
+        for number in wanted[low:high].tolist():
+            found += LineBatch(number, [batch.lines[number - first]], max_row_bytes).rows()
+        if high == len(wanted):
+            break
     return found
 
 

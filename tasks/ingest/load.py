@@ -25,7 +25,7 @@ import duckdb
 import pyarrow as pa
 
 from tasks.ingest.in_duckdb import archive_target, lines_for_duckdb, read_raw_from_archive, stage_in_duckdb
-from tasks.ingest.readers import (DEFAULT_MAX_ROW_BYTES, LineBatch, Progress, RawRow, RowBatch, parse_json_object,
+from tasks.ingest.readers import (DEFAULT_MAX_ROW_BYTES, LineBatch, Progress, RawRow, RowBatch,
                                   read_batches)
 from tasks.common.settings import ThumbsError, first_line
 from tasks.sources.base import Parser, Quarantined, RowRejected, SourceBinding, Staged, StagingTable
@@ -278,7 +278,7 @@ def ingest_file(
                 lines = lines_for_duckdb(con, source, sha, batch_id, max_row_bytes, archive)
                 if lines is not None:
                     _check_first_record(path, source, max_row_bytes)
-                    _load_in_duckdb(con, source, path, sha, batch_id, result, archive, *lines)
+                    _load_in_duckdb(con, source, path, sha, batch_id, result, max_row_bytes, archive, *lines)
                     read_raw_from_archive(con, source, sha, batch_id, result.raw_rows, archive)
                 else:
                     _load_rows(con, source, path, sha, batch_id, result, max_row_bytes, progress, archive is None)
@@ -321,10 +321,10 @@ def _check_first_record(path: Path, source: SourceBinding, max_row_bytes: int) -
             return
 
 
-def _load_in_duckdb(con, source, path, sha, batch_id, result, archive: Path, lines: str, rows: int,
-                    last_row: int) -> None:
+def _load_in_duckdb(con, source, path, sha, batch_id, result, max_row_bytes: int, archive: Path, lines: str,
+                    rows: int, last_row: int) -> None:
     """DuckDB stages the rows its SQL parses; the source's parser decides the rest."""
-    inserted, left = stage_in_duckdb(con, source, sha, batch_id, lines, last_row, archive)
+    inserted, left = stage_in_duckdb(con, source, sha, batch_id, lines, last_row, archive, max_row_bytes)
     (table,) = source.tables
     result.raw_rows = rows
     result.rows_read += inserted
@@ -333,8 +333,7 @@ def _load_in_duckdb(con, source, path, sha, batch_id, result, archive: Path, lin
     constants = {"batch_id": batch_id, "source": source.name, "file": str(path), "file_sha256": sha,
                  "store_raw": False}
     for start in range(0, len(left), CHUNK_ROWS):
-        made = [RawRow(n, text, *parse_json_object(text)) for n, text in left[start:start + CHUNK_ROWS]]
-        chunk = parse_chunk(source.parse, source.redact, constants, RowBatch(made))
+        chunk = parse_chunk(source.parse, source.redact, constants, RowBatch(left[start:start + CHUNK_ROWS]))
         chunk.raw_rows = 0  # counted above
         _load_chunk(con, chunk, result, {table.name: table})
 
