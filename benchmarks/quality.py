@@ -67,13 +67,40 @@ def ingest_hh(home: Path, data: Path, tiny: bool) -> None:
         binarize(con, BinarizeConfig())
 
 
-def grid(args: argparse.Namespace) -> list[str]:
+def training_overrides(args: argparse.Namespace) -> list[str]:
+    """What every cell and the judge share: model, budget and schedule."""
+    return [f"model={args.model}", f"steps={args.steps}", f"batch_size={args.batch_size}",
+            f"max_length={args.max_length}", f"lr={args.lr}", f"warmup_steps={max(1, args.steps // 10)}",
+            "eval_batches=4", "save_every=20", "device=auto"]
+
+
+def reward_model_judge(home, args: argparse.Namespace) -> dict:
+    """The judge: `thumbs train --algo rm` on the same pairs and budget, evaluated by its
+    pairwise accuracy on the held-out pairs. Trained once per home (judge.json keeps its
+    path and metrics), so a resumed benchmark reuses it."""
+    import json
+
+    from flows.evaluate import evaluate_flow
+    from flows.train import train_flow
+
+    marker = home.root / "judge.json"
+    if marker.exists():
+        return json.loads(marker.read_text())
+    started = time.perf_counter()
+    trained = train_flow("rm", overrides=training_overrides(args), home=str(home))
+    evaluated = evaluate_flow(trained["path"], home=str(home), max_pairs=args.eval_pairs, device="auto")
+    judge = {"path": trained["path"], "checkpoint_id": trained["checkpoint_id"], "metrics": evaluated["metrics"],
+             "minutes": round((time.perf_counter() - started) / 60, 1)}
+    marker.write_text(json.dumps(judge, indent=1, default=str))
+    return judge
+
+
+def grid(args: argparse.Namespace, judge: dict | None) -> list[str]:
     return [f"algos={','.join(args.algos)}", f"betas={','.join(map(str, args.betas))}",
-            "variants=[kto desirable_fraction=0.1]", f"model={args.model}", f"steps={args.steps}",
-            f"batch_size={args.batch_size}", f"max_length={args.max_length}", f"lr={args.lr}",
-            f"warmup_steps={max(1, args.steps // 10)}", "eval_batches=4", "save_every=20", "device=auto",
+            "variants=[kto desirable_fraction=0.1]", *training_overrides(args),
             f"evaluation.max_pairs={args.eval_pairs}", f"evaluation.generation_prompts={args.generation_prompts}",
-            "evaluation.max_new_tokens=32", "evaluation.kl_samples=2"]
+            "evaluation.max_new_tokens=32", "evaluation.kl_samples=2"] + (
+            [f"evaluation.judge={judge['path']}"] if judge else [])
 
 
 def main() -> int:
@@ -93,6 +120,8 @@ def main() -> int:
     parser.add_argument("--generation-prompts", type=int, default=8)
     parser.add_argument("--tiny", action="store_true",
                         help="prove it runs: 120 HH rows, 2 steps, 1 beta, 8 eval pairs (numbers meaningless)")
+    parser.add_argument("--no-judge", action="store_true",
+                        help="skip the reward model (and so the cells' win rates against their reference)")
     parser.add_argument("--record", action="store_true", help="append the table to benchmarks/quality.md")
     args = parser.parse_args()
     if args.tiny:
@@ -110,14 +139,21 @@ def main() -> int:
         ingest_hh(home.root, args.data, args.tiny)
     load_before = os.getloadavg()
     started = time.perf_counter()
-    result = compare_flow(grid(args), home=str(home))
+    judge = None if args.no_judge else reward_model_judge(home, args)
+    result = compare_flow(grid(args, judge), home=str(home))
     minutes = (time.perf_counter() - started) / 60
     header, body = table(result["rows"])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in body]
     summary = (f"{len(result['trained'])} cell(s) trained in {minutes:.1f} min on {platform.node()} "
                f"({os.cpu_count()} cores; load average {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after); "
-               f"grid: {' '.join(grid(args))}")
+               f"grid: {' '.join(grid(args, judge))}")
+    if judge:
+        from tasks.compare.grid import format_value
+
+        summary += (f"\n\nJudge: reward model `{judge['checkpoint_id']}` ({judge['minutes']} min), pairwise accuracy "
+                    f"on the held-out pairs {format_value(judge['metrics'], 'eval_reward_accuracy')} "
+                    f"(n={judge['metrics'].get('eval_reward_accuracy_n')})")
     print("\n".join(lines))
     print("\n".join(result["notes"]))
     print(summary)

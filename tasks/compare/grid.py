@@ -20,7 +20,9 @@ from schemas.compare import Cell
 from tasks.train.algorithms import LOSSES
 
 # The metrics of the table and the plots, in that order: what tells the algorithms apart.
-TABLE_METRICS = ("eval_reward_accuracy", "eval_reward_margin", "kl_to_reference", "mean_generated_length")
+# The win rate is there when the grid has a judge (evaluation.judge).
+TABLE_METRICS = ("eval_reward_accuracy", "eval_reward_margin", "kl_to_reference", "mean_generated_length",
+                 "win_rate_vs_reference")
 CELL_FILE_VERSION = 1
 
 
@@ -50,14 +52,20 @@ def format_value(metrics: dict[str, Any], name: str) -> str:
     return f"{value:.3g}"
 
 
+def shown_metrics(rows: list[dict[str, Any]]) -> tuple[str, ...]:
+    """The TABLE_METRICS at least one row has."""
+    return tuple(m for m in TABLE_METRICS if any(m in row["metrics"] for row in rows))
+
+
 def table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    """(header, one row per cell): line, β, each TABLE_METRICS value with its interval, n, checkpoint."""
-    header = ["line", "beta", *TABLE_METRICS, "n", "checkpoint"]
+    """(header, one row per cell): line, β, each shown metric with its interval, n, checkpoint."""
+    metrics_shown = shown_metrics(rows)
+    header = ["line", "beta", *metrics_shown, "n", "checkpoint"]
     body = []
     for row in sorted(rows, key=lambda r: (r["line"], r["beta"])):
         metrics = row["metrics"]
         n = metrics.get("eval_reward_accuracy_n", metrics.get("eval_pairs"))
-        body.append([row["line"], f"{row['beta']:g}", *(format_value(metrics, m) for m in TABLE_METRICS),
+        body.append([row["line"], f"{row['beta']:g}", *(format_value(metrics, m) for m in metrics_shown),
                      "-" if n is None else f"{n:g}", row["checkpoint_id"]])
     return header, body
 

@@ -104,7 +104,7 @@ def cell_task(cell: Cell, snapshot: Snapshot, eval_snapshot: Snapshot, settings:
 def report_task(comparison_id: str, rows: list[dict[str, Any]], notes: list[str], home: Home) -> dict[str, Any]:
     """The plots (comparisons/<id>/<metric>.png) and the markdown artifact; their paths."""
     out_dir = home.root / "comparisons" / comparison_id
-    plots = plot_against_beta(rows, grid.TABLE_METRICS, out_dir, title=comparison_id)
+    plots = plot_against_beta(rows, grid.shown_metrics(rows), out_dir, title=comparison_id)
     text = grid.markdown(comparison_id, rows, [str(p) for p in plots], notes)
     with replaced_file(out_dir / "comparison.md") as scratch:
         scratch.write_text(text)
