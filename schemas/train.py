@@ -74,6 +74,12 @@ class TrainConfig(BaseModel):
     lambda_d: float | None = Field(None, gt=0, description="KTO; None = from the label counts (kto_lambdas)")
     lambda_u: float | None = Field(None, gt=0, description="KTO; None = from the label counts (kto_lambdas)")
     label_smoothing: float = Field(0.0, ge=0, le=0.5, description="DPO: conservative-DPO label noise")
+    ppo_epochs: int = Field(2, ge=1, description="PPO: passes over each batch per step, the ratios taken against "
+                                                 "the first")
+    clip_range: float = Field(0.2, gt=0, lt=1, description="PPO: the ratio is clipped to 1 ± clip_range")
+    value_clip_range: float = Field(0.2, gt=0, description="PPO: a value moves at most this far from its first pass")
+    gae_lambda: float = Field(0.95, ge=0, le=1, description="PPO: GAE's λ (γ = 1)")
+    value_coef: float = Field(0.1, ge=0, description="PPO: the value loss's weight")
 
     # Evaluation and state.
     eval_every: int = Field(0, ge=0, description="steps between evals on the eval split; 0 = only at the end")

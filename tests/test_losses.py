@@ -305,13 +305,13 @@ def test_mismatched_indices_random_is_a_reproducible_derangement(n):
 
 
 def test_registry_is_complete_and_describes_each_batch():
-    assert set(LOSSES) == {"kto", "dpo", "ipo", "slic", "sft", "csft", "rm"}
+    assert set(LOSSES) == {"kto", "dpo", "ipo", "slic", "sft", "csft", "ppo", "rm"}
     assert {name: spec.batch for name, spec in LOSSES.items()} == {
         "kto": "unpaired", "sft": "unpaired", "csft": "unpaired", "dpo": "paired", "ipo": "paired", "slic": "paired",
-        "rm": "paired",
+        "ppo": "unpaired", "rm": "paired",
     }
     assert {name for name, spec in LOSSES.items() if spec.model == "reward_model"} == {"rm"}
-    assert {name for name, spec in LOSSES.items() if spec.needs_reference} == {"kto", "dpo", "ipo"}
+    assert {name for name, spec in LOSSES.items() if spec.needs_reference} == {"kto", "dpo", "ipo", "ppo"}
     assert {name for name, spec in LOSSES.items() if spec.needs_kl_rows} == {"kto"}
     for spec in LOSSES.values():
         parameters = inspect.signature(spec.fn).parameters

@@ -24,7 +24,10 @@ class LossSpec:
     kl_reference_logps, desirable, lengths; paired batches offer
     {policy,reference}_{chosen,rejected}_logps, chosen_lengths,
     rejected_lengths; hyperparameters (beta, lambda_d, ...) and kl_reduce come
-    from the config and the trainer. A `reward_model` trains a scalar head
+    from the config and the trainer. A loss asking for token_logps (PPO) gets, over
+    every completion token of the batch: token_logps and values (a value head on the
+    policy's hidden states), old_token_logps and old_values (the step's first pass,
+    detached; the trainer makes ppo_epochs passes per step) and token_sequence. A `reward_model` trains a scalar head
     (AutoModelForSequenceClassification, num_labels=1) instead of the language
     model, and its paired batches offer chosen_scores and rejected_scores.
     """
@@ -41,6 +44,11 @@ class LossSpec:
     @property
     def needs_reference(self) -> bool:
         return any(name.startswith(("reference_", "kl_reference_")) for name in self.inputs)
+
+    @property
+    def needs_value_head(self) -> bool:
+        """Whether the policy gets a value head and the loss per-token inputs (PPO)."""
+        return "token_logps" in self.inputs
 
     @property
     def needs_kl_rows(self) -> bool:
@@ -65,5 +73,8 @@ LOSSES: dict[str, LossSpec] = {
     "slic": LossSpec("slic_loss", "paired", ("policy_chosen_logps", "policy_rejected_logps", "beta", "chosen_lengths")),
     "sft": LossSpec("sft_loss", "unpaired", ("policy_logps", "desirable", "lengths")),
     "csft": LossSpec("csft_loss", "unpaired", ("policy_logps", "desirable", "lengths")),
+    "ppo": LossSpec("ppo_loss", "unpaired", ("token_logps", "old_token_logps", "values", "old_values", "token_sequence",
+                                             "desirable", "reference_logps", "beta", "clip_range", "value_clip_range",
+                                             "gae_lambda", "value_coef")),
     "rm": LossSpec("bradley_terry_loss", "paired", ("chosen_scores", "rejected_scores"), model="reward_model"),
 }

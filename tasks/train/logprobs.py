@@ -11,6 +11,8 @@ and gradients), whatever the batch.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
@@ -108,20 +110,37 @@ def _chunk_logps(lm_head: torch.nn.Module, hidden: torch.Tensor, tokens: torch.T
     return logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
 
 
-def sequence_logps(
+@dataclass
+class CompletionTokens:
+    """Per completion token, in the batch's order (a sequence's tokens are contiguous and
+    in order): its log-prob, the sequence it belongs to, and the hidden state that
+    predicted it (a value head reads the same positions)."""
+
+    logps: torch.Tensor  # [N] float32 (float64 for a float64 model)
+    sequence: torch.Tensor  # [N] long
+    hidden: torch.Tensor  # [N, H]
+    n_sequences: int
+
+    def summed(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(summed completion log-probs [n_seq], completion token counts [n_seq] long)."""
+        summed = torch.zeros(self.n_sequences, dtype=self.logps.dtype, device=self.logps.device)
+        counts = torch.zeros(self.n_sequences, dtype=torch.long, device=self.logps.device)
+        return (summed.index_add(0, self.sequence, self.logps),
+                counts.index_add(0, self.sequence, torch.ones_like(self.sequence)))
+
+
+def completion_tokens(
     model,
     batch: PaddedBatch | PackedBatch,
     *,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     checkpoint_chunks: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(summed completion log-probs [n_seq], completion token counts [n_seq] long).
+) -> CompletionTokens:
+    """Each completion token's log-prob under the model, with its sequence and hidden state.
 
-    Log-probs are float32 (float64 for a float64 model). The model must be
-    Llama-like: get_decoder() returns the final-normed hidden states and lm_head is
-    the whole head (no logit scaling or soft-capping, as Gemma 2 or Cohere add).
-
-    Gradients flow to the model's parameters when grad is enabled; under
+    The model must be Llama-like: get_decoder() returns the final-normed hidden states
+    and lm_head is the whole head (no logit scaling or soft-capping, as Gemma 2 or
+    Cohere add). Gradients flow to the model's parameters when grad is enabled; under
     torch.no_grad() (reference model) no chunk is checkpointed or kept.
     """
     for knob in ("final_logit_softcapping", "logit_scale"):
@@ -140,11 +159,13 @@ def sequence_logps(
         else:
             pieces.append(_chunk_logps(lm_head, h, y))
     token_logps = torch.cat(pieces) if pieces else hidden.new_zeros(0, dtype=torch.float32)
-    n_seq = batch.n_sequences
-    summed = torch.zeros(n_seq, dtype=token_logps.dtype, device=hidden.device).index_add(0, sequence, token_logps)
-    counts = torch.zeros(n_seq, dtype=torch.long, device=hidden.device).index_add(
-        0, sequence, torch.ones_like(sequence))
-    return summed, counts
+    return CompletionTokens(token_logps, sequence, selected, batch.n_sequences)
+
+
+def sequence_logps(model, batch: PaddedBatch | PackedBatch, **options) -> tuple[torch.Tensor, torch.Tensor]:
+    """(summed completion log-probs [n_seq], completion token counts [n_seq] long):
+    completion_tokens (same options), summed per sequence."""
+    return completion_tokens(model, batch, **options).summed()
 
 
 def naive_sequence_logps(model, batch: PaddedBatch | PackedBatch) -> tuple[torch.Tensor, torch.Tensor]:

@@ -64,6 +64,18 @@ def _pair_metrics(chosen_rewards: Tensor, rejected_rewards: Tensor) -> Metrics:
     }
 
 
+def _thumb_metrics(scaled_rewards: Tensor, desirable: Tensor) -> Metrics:
+    """The thumbs losses' counts and their rewards per class (β·r, detached); the margin when both are there."""
+    metrics = {"n_desirable": float(desirable.sum()), "n_undesirable": float((~desirable).sum())}
+    if desirable.any():
+        metrics["rewards_chosen"] = _mean(scaled_rewards[desirable])
+    if (~desirable).any():
+        metrics["rewards_rejected"] = _mean(scaled_rewards[~desirable])
+    if desirable.any() and (~desirable).any():
+        metrics["reward_margin"] = metrics["rewards_chosen"] - metrics["rewards_rejected"]
+    return metrics
+
+
 def mismatched_indices(n: int, generator: torch.Generator | None = None) -> Tensor:
     """j = out[i]: the completion paired with prompt i in KTO's KL rows, never i itself.
 
@@ -143,15 +155,7 @@ def kto_loss(policy_logps: Tensor, reference_logps: Tensor, kl_policy_logps: Ten
     scaled = beta * rewards.detach()
     # Accuracy is read against z0, the point v is centred on: right side = v above λ/2.
     right_side = torch.where(desirable, rewards.detach() > z0, rewards.detach() < z0)
-    metrics: Metrics = {"kl": float(z0), "reward_accuracy": _mean(right_side.double()),
-                        "n_desirable": float(desirable.sum()), "n_undesirable": float((~desirable).sum())}
-    if desirable.any():
-        metrics["rewards_chosen"] = _mean(scaled[desirable])
-    if (~desirable).any():
-        metrics["rewards_rejected"] = _mean(scaled[~desirable])
-    if desirable.any() and (~desirable).any():
-        metrics["reward_margin"] = metrics["rewards_chosen"] - metrics["rewards_rejected"]
-    return loss, metrics
+    return loss, {"kl": float(z0), "reward_accuracy": _mean(right_side.double()), **_thumb_metrics(scaled, desirable)}
 
 
 def dpo_loss(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, reference_chosen_logps: Tensor,
@@ -266,3 +270,70 @@ def bradley_terry_loss(chosen_scores: Tensor, rejected_scores: Tensor) -> tuple[
     _batch_size("Bradley-Terry", chosen_scores=chosen_scores, rejected_scores=rejected_scores)
     losses = -F.logsigmoid(chosen_scores - rejected_scores)
     return losses.mean(), _pair_metrics(chosen_scores, rejected_scores)
+
+
+def _advantages(final_rewards: list[float], values: list[float], sequence: list[int],
+                gae_lambda: float) -> list[float]:
+    """GAE (Schulman et al. 2016) with γ = 1 per sequence: δ_t = r_t + V_{t+1} − V_t, the
+    reward at the sequence's last token (0 before it), V after the last token 0, and
+    A_t = δ_t + λ·A_{t+1}. Tokens of a sequence must be contiguous and in order."""
+    advantages = [0.0] * len(values)
+    running = next_value = 0.0
+    for i in reversed(range(len(values))):
+        last = i == len(values) - 1 or sequence[i + 1] != sequence[i]
+        if last:
+            running = next_value = 0.0
+        delta = (final_rewards[sequence[i]] if last else 0.0) + next_value - values[i]
+        running = delta + gae_lambda * running
+        advantages[i], next_value = running, values[i]
+    return advantages
+
+
+def ppo_loss(token_logps: Tensor, old_token_logps: Tensor, values: Tensor, old_values: Tensor,
+             token_sequence: Tensor, desirable: Tensor, reference_logps: Tensor, beta: float = 0.1,
+             *, clip_range: float = 0.2, value_clip_range: float = 0.2, gae_lambda: float = 0.95,
+             value_coef: float = 0.1) -> tuple[Tensor, Metrics]:
+    """Offline PPO, the KTO paper's baseline: PPO's clipped objective (Schulman et al.
+    2017) with a value head, on thumbs rows as the episodes, reward +1 for a desirable
+    completion and −1 for an undesirable one.
+
+    Per completion token t (inputs are 1-D over all tokens of the batch, `token_sequence`
+    naming each one's row): ρ_t = exp(log πθ − log πold) against the policy at the
+    step's first pass (old_*, no gradient), advantages A_t by GAE over the old values,
+    returns G_t = A_t + V_old. The final reward is ±1 − β·KL, KL = log πold(y|x) −
+    log πref(y|x) summed over the sequence (the reference cache holds sequence sums, so
+    the penalty is paid at the end rather than per token).
+    loss = mean_t −min(ρ_t A_t, clip(ρ_t, 1 ± clip_range) A_t)
+         + value_coef · mean_t ½ max((V_t − G_t)², (V_old + clip(V_t − V_old, ± value_clip_range) − G_t)²).
+    Means are over every token of the batch. Advantages are not whitened.
+    """
+    n = _batch_size("PPO", desirable=desirable, reference_logps=reference_logps)
+    _batch_size("PPO tokens", token_logps=token_logps, old_token_logps=old_token_logps, values=values,
+                old_values=old_values, token_sequence=token_sequence)
+    sequence = token_sequence.tolist()
+    runs = 1 + sum(a != b for a, b in zip(sequence, sequence[1:]))
+    if runs != len(set(sequence)) or set(sequence) != set(range(n)):
+        raise ValueError("PPO: each row's tokens must be one contiguous run, every row with at least one token")
+    desirable = desirable.to(torch.bool)
+    old_token_logps, old_values = old_token_logps.detach(), old_values.detach()
+    with torch.no_grad():
+        old_logps = old_token_logps.new_zeros(n).index_add(0, token_sequence, old_token_logps)
+        kl = old_logps - reference_logps
+        final_rewards = torch.where(desirable, 1.0, -1.0).to(kl.dtype) - beta * kl
+        advantages = torch.tensor(_advantages(final_rewards.tolist(), old_values.tolist(), sequence, gae_lambda),
+                                  dtype=token_logps.dtype, device=token_logps.device)
+        returns = advantages + old_values
+    ratio = torch.exp(token_logps - old_token_logps)
+    policy_loss = -torch.minimum(ratio * advantages,
+                                 ratio.clamp(1 - clip_range, 1 + clip_range) * advantages).mean()
+    clipped_values = old_values + (values - old_values).clamp(-value_clip_range, value_clip_range)
+    value_loss = 0.5 * torch.maximum((values - returns) ** 2, (clipped_values - returns) ** 2).mean()
+
+    with torch.no_grad():
+        logps = token_logps.detach().new_zeros(n).index_add(0, token_sequence, token_logps.detach())
+        scaled = beta * (logps - reference_logps)
+        clipped = ((ratio.detach() - 1).abs() > clip_range).double()
+    metrics: Metrics = {"policy_loss": float(policy_loss.detach()), "value_loss": float(value_loss.detach()),
+                        "clip_fraction": _mean(clipped), "kl": _mean(kl), "advantage": _mean(advantages),
+                        "value": _mean(values.detach()), **_thumb_metrics(scaled, desirable)}
+    return policy_loss + value_coef * value_loss, metrics

@@ -278,6 +278,26 @@ def load_reward_model(path: Path, device: torch.device, pad_token_id: int, *, gr
     if gradient_checkpointing:
         model.activation_checkpointing_enable({"use_reentrant": False})
     return model.to(device)
+VALUE_HEAD = "value_head"
+
+
+def with_value_head(model):
+    """PPO's critic: a scalar head on the policy's final hidden states, the submodule
+    `value_head` (zeros at the start: every value 0), so the optimizer, the resumable
+    state and the processes' gradient sums take it with the policy."""
+    head = torch.nn.Linear(model.config.hidden_size, 1, device=model.device, dtype=model.dtype)
+    torch.nn.init.zeros_(head.weight)
+    torch.nn.init.zeros_(head.bias)
+    model.add_module(VALUE_HEAD, head)
+    return model
+
+
+def without_value_head(model) -> None:
+    """The policy alone again (a no-op without a value head): what the checkpoint holds."""
+    if hasattr(model, VALUE_HEAD):
+        delattr(model, VALUE_HEAD)
+
+
 def with_lora(model, *, r: int, alpha: float, dropout: float, targets: list[str] | None, qlora: bool = False):
     """`model` frozen under LoRA adapters (a peft PeftModel): only the adapters train, and
     `model.disable_adapter()` gives back the base's exact forward (the reference). The

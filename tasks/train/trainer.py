@@ -32,7 +32,7 @@ from tasks.train.data import Batches, TrainingData, plan_data
 from tasks.train.distributed import SINGLE, Ranks
 from tasks.train.losses import LOSSES
 from tasks.train.models import (is_adapter_dir, load_policy, load_reward_model, load_tokenizer, resolve_model,
-                                weights_sha256, with_lora)
+                                weights_sha256, with_lora, with_value_head, without_value_head)
 from tasks.train.objective import Objective, Policy, mean_metrics, objective_for
 from tasks.train.snapshots import Snapshot, load_snapshot
 from tasks.train.state import Progress, Reporter, TrainingState, final_metrics
@@ -88,8 +88,8 @@ def open_run(config: TrainConfig, snapshot: Snapshot, run_dir: Path, *, run_id: 
 
 
 def load_policy_of(run: Run):
-    """The model to train: the run's model (with a reward head for a reward model), under
-    LoRA adapters when lora_r > 0."""
+    """The model to train: the run's model (with a reward head for a reward model, with a
+    value head for PPO), under LoRA adapters when lora_r > 0."""
     config = run.config
     if LOSSES[config.algo].model == "reward_model":
         if config.lora_r:
@@ -97,6 +97,11 @@ def load_policy_of(run: Run):
         return load_reward_model(run.model_dir, run.device, run.tokenizer.pad_token_id,
                                  gradient_checkpointing=config.gradient_checkpointing)
     model = load_policy(run.model_dir, run.device, gradient_checkpointing=config.gradient_checkpointing)
+    if LOSSES[config.algo].needs_value_head:
+        if config.lora_r:
+            raise ThumbsError(f"lora_r: {config.algo} trains a value head beside the policy, which the adapter state "
+                              "does not hold; train it in full (lora_r=0)")
+        return with_value_head(model)
     if not config.lora_r:
         return model
     if is_adapter_dir(run.model_dir):
@@ -140,29 +145,37 @@ def train_step(state: TrainingState, objective: Objective, batch: Batches, confi
                ranks: Ranks = SINGLE) -> StepDone:
     """Optimizer step state.step + 1: forward and backward over this rank's slice of each
     of the batch's micro-batches (gradients accumulated, then summed over the ranks),
-    clipping, the update, the schedule's next lr. Refuses to update on a non-finite loss
-    or norm."""
+    clipping, the update (objective.epochs of them, PPO's passes over the batch), the
+    schedule's next lr. Metrics are averaged over the passes; grad_norm is the last
+    pass's. Refuses to update on a non-finite loss or norm."""
     step, lr = state.step + 1, state.scheduler.get_last_lr()[0]
     per_micro, tokens, examples = [], 0, 0
-    for index, micro in enumerate(batch.micro_batches):
-        mine = ranks.shard(micro)
-        with ranks.accumulating(state.policy.model, last=index == len(batch.micro_batches) - 1):
-            loss, metrics, n_tokens = objective.loss(state.policy, mine.micro, batch.seqs, mine.share)
-            if not torch.isfinite(loss):
-                raise ThumbsError(f"step {step}: the {config.algo} loss is {float(loss)} (not finite); stopped before "
-                                  f"updating the weights. Lower lr (now {config.lr}) or beta, or check the data")
-            (loss * mine.share / len(batch.micro_batches)).backward()
-        per_micro.append((mine.share, {"loss": float(loss.detach()), **metrics}))
-        if mine.share:
-            tokens, examples = tokens + n_tokens, examples + len(mine.micro.rows)
-    ranks.sync_gradients(state.policy.model)
-    micro_metrics, examples, tokens = ranks.combine(per_micro, examples, tokens)
-    grad_norm = ranks.clip_gradients(state.policy.model, config.max_grad_norm)
-    if not torch.isfinite(grad_norm):
-        raise ThumbsError(f"step {step}: the gradient norm is {float(grad_norm)} (not finite); stopped before "
-                          f"updating the weights. Lower lr (now {config.lr}) or beta, or check the data")
-    state.optimizer.step()
-    state.optimizer.zero_grad(set_to_none=True)
+    # PPO updates several times per batch (objective.epochs), each pass's ratios taken
+    # against the first pass's log-probs, kept per micro-batch; every other loss once.
+    first_pass: list[dict[str, torch.Tensor]] = [{} for _ in batch.micro_batches]
+    for _ in range(objective.epochs):
+        for index, micro in enumerate(batch.micro_batches):
+            mine = ranks.shard(micro)
+            with ranks.accumulating(state.policy.model, last=index == len(batch.micro_batches) - 1):
+                loss, metrics, n_tokens = objective.loss(state.policy, mine.micro, batch.seqs, mine.share,
+                                                         first_pass[index])
+                if not torch.isfinite(loss):
+                    raise ThumbsError(f"step {step}: the {config.algo} loss is {float(loss)} (not finite); stopped "
+                                      f"before updating the weights. Lower lr (now {config.lr}) or beta, or check "
+                                      "the data")
+                (loss * mine.share / len(batch.micro_batches)).backward()
+            per_micro.append((mine.share, {"loss": float(loss.detach()), **metrics}))
+            if mine.share:
+                tokens, examples = tokens + n_tokens, examples + len(mine.micro.rows)
+        ranks.sync_gradients(state.policy.model)
+        grad_norm = ranks.clip_gradients(state.policy.model, config.max_grad_norm)
+        if not torch.isfinite(grad_norm):
+            raise ThumbsError(f"step {step}: the gradient norm is {float(grad_norm)} (not finite); stopped before "
+                              f"updating the weights. Lower lr (now {config.lr}) or beta, or check the data")
+        state.optimizer.step()
+        state.optimizer.zero_grad(set_to_none=True)
+    micro_metrics, examples, tokens = ranks.combine(per_micro, examples // objective.epochs,
+                                                    tokens // objective.epochs)
     state.scheduler.step()
     state.step = step
     if state.policy.device.type == "cuda":
@@ -248,6 +261,7 @@ def write_checkpoint(run: Run, state: TrainingState, objective: Objective, data:
     """The checkpoint (weights + tokenizer + manifest, renamed into place in one go), then
     result.json; the resumable state it supersedes is removed. Rank 0 writes; every rank
     takes part in gathering sharded weights."""
+    without_value_head(state.policy.model)  # PPO's critic trains beside the policy; the checkpoint is the policy
     weights = run.ranks.full_state_dict(state.policy.model)
     if not run.ranks.main:
         return {"finished": True, "rank": run.ranks.rank}
