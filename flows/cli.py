@@ -235,12 +235,12 @@ def _print_nightly(report, home) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from flows.evaluate import evaluate_flow
-    from schemas.config import load_config
+    from schemas.config import comma_list, load_config
     from schemas.nightly import EvaluationSettings
     from tasks.evaluate.intervals import headline_names, with_interval
 
     settings = load_config(EvaluationSettings, None, args.overrides)
-    sources = [s.strip() for s in args.sources.split(",") if s.strip()] if args.sources else None
+    sources = comma_list(args.sources) or None
     result = evaluate_flow(args.checkpoint, home=args.home, eval_snapshot=args.eval_snapshot, sources=sources,
                            **settings.model_dump())
     _print_table(f"evaluation of {result['checkpoint_id']}", ["metric", "value (95% interval, n)"],

@@ -14,20 +14,11 @@ from typing import Any, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from schemas.config import load_config, parse_overrides
+from schemas.config import comma_list, load_config, parse_overrides
 from schemas.nightly import EvaluationSettings
 from schemas.train import TrainConfig
 from tasks.common.settings import ThumbsError
 from tasks.train.algorithms import LOSSES
-
-
-def _comma_list(value: Any) -> Any:
-    """'dpo,ipo' (a CLI value YAML reads as one string) -> ['dpo', 'ipo']; lists unchanged."""
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    if isinstance(value, (int, float)):
-        return [value]
-    return value
 
 
 class CompareConfig(BaseModel):
@@ -41,7 +32,7 @@ class CompareConfig(BaseModel):
     @field_validator("algos", "betas", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
-        return _comma_list(value)
+        return comma_list(value)
 
     @field_validator("variants", mode="before")
     @classmethod

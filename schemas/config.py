@@ -23,6 +23,15 @@ class BinarizeConfig(BaseModel):
     oasst_include_synthetic: bool = False
 
 
+def comma_list(value: Any) -> Any:
+    """'dpo,ipo' (a CLI value, or one YAML reads as one string) -> ['dpo', 'ipo']; a number -> [it]; lists unchanged."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, (int, float)):
+        return [value]
+    return value
+
+
 def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
     """['lr=1e-5', 'sources=[hh, oasst]'] -> {'lr': 1e-05, 'sources': ['hh', 'oasst']}.
 

@@ -254,3 +254,30 @@ def test_an_fsdp_run_stopped_with_a_state_resumes_to_the_uninterrupted_weights(s
     assert any(not torch.equal(start[k], expected[k]) for k in expected)  # the steps changed the weights
     for name, value in expected.items():
         torch.testing.assert_close(got[name], value, atol=TOLERANCE, rtol=0, msg=name)
+
+
+def test_a_process_already_ending_ignores_the_launchers_sigterm():
+    """torchrun's SIGTERM says "another process exited" as an error; once this process is
+    reporting its own error (distributed.ending), a second one must not replace it."""
+    from tasks.common.settings import ThumbsError
+    from tasks.train import distributed
+
+    previous = signal.signal(signal.SIGTERM, distributed._ended_by_launcher)  # as Ranks.join installs it
+    try:
+        with pytest.raises(ThumbsError, match="another training process exited"):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the handler runs at the next bytecode; this never completes
+        distributed.ending()
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+        os.kill(os.getpid(), signal.SIGTERM)  # ignored: the test process carries on
+        time.sleep(0.05)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_ending_leaves_a_process_without_the_launchers_handler_alone():
+    from tasks.train import distributed
+
+    previous = signal.getsignal(signal.SIGTERM)
+    distributed.ending()  # a single process never installed the handler: nothing to change
+    assert signal.getsignal(signal.SIGTERM) == previous
