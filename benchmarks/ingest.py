@@ -133,8 +133,8 @@ def profile_ingest() -> dict[str, float]:
 
     spent: dict[str, float] = {}
     steps = {load: ("file_sha256", "archive_file", "_check_first_record", "parse_chunk", "_load_chunk",
-                    "_load_rows", "_keep_raw_rows"),
-             in_duckdb: ("lines_read_alike", "line_stats", "staged_by_sql", "left_to_parser", "create_raw_view")}
+                    "_load_in_duckdb", "_load_rows", "_keep_raw_rows"),
+             in_duckdb: ("line_table", "staged_by_sql", "create_raw_view")}
 
     def timed(name, original):
         def wrapper(*args, **kwargs):

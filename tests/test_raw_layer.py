@@ -103,3 +103,56 @@ def test_lines_of_only_unicode_whitespace_are_blank_on_both_routes(home, tmp_pat
         assert (result.rows_read, result.rows_loaded, result.rows_quarantined) == (1, 1, 0)
         assert [n for _, _, n, _ in raw_rows(con)] == [5]
         assert con.execute("SELECT count(*) FROM raw.files").fetchone() == (1,)  # read from the archive
+
+
+def pair(i: int) -> dict:
+    return {"chosen": f"\n\nHuman: Hi {i}\n\nAssistant: Hello!", "rejected": f"\n\nHuman: Hi {i}\n\nAssistant: Go away."}
+
+
+def staged_state(con) -> tuple:
+    staging = con.execute("SELECT row_key, row_number, prompt, chosen, rejected FROM staging.stg_hh__pairs "
+                          "ORDER BY row_number").fetchall()
+    quarantine = con.execute("SELECT row_number, reason FROM quarantine ORDER BY row_number").fetchall()
+    return staging, quarantine, [(n, r) for _, _, n, r in raw_rows(con)]
+
+
+def test_a_file_staged_batch_by_batch_equals_it_staged_at_once(tmp_path, monkeypatch):
+    # DuckDB stages a file in batches of lines; duplicates, quirks and blank lines that
+    # cross batch borders must come out as they do in one batch.
+    lines = gzip.decompress(DEMO_HH_HARMLESS.read_bytes()).splitlines()
+    path = tmp_path / "repeats.jsonl"
+    path.write_bytes(b"\n".join(lines + [b"", b"  "] + lines[:20]) + b"\n")
+    import tasks.ingest.in_duckdb as in_duckdb
+
+    outcomes = []
+    for batch in (in_duckdb.LINE_BATCH, 7):
+        monkeypatch.setattr(in_duckdb, "LINE_BATCH", batch)
+        with connect(tmp_path / f"home-{batch}") as con:
+            result = ingest_file(con, bind_source("hh"), path, "b1")
+            outcomes.append(((result.rows_read, result.rows_loaded, result.rows_duplicate, result.rows_quarantined),
+                             staged_state(con), con.execute("SELECT count(*) FROM raw.files").fetchone()))
+    assert outcomes[0] == outcomes[1]
+    counts, (staging, _, raw), archived = outcomes[0]
+    assert counts[0] == 220 and counts[2] == 20 and sum(counts[1:]) == 220
+    assert len(staging) == counts[1] and len(raw) == 220 and archived == (1,)
+
+
+def test_a_line_duckdb_reads_differently_late_in_a_file_sends_it_whole_to_the_python_route(home, tmp_path,
+                                                                                          monkeypatch):
+    # Batches before the carriage return were already staged by DuckDB: they are rolled
+    # back, and the Python route loads the file once.
+    import tasks.ingest.in_duckdb as in_duckdb
+
+    monkeypatch.setattr(in_duckdb, "LINE_BATCH", 3)
+    rows = [json.dumps(pair(i)).encode() for i in range(10)]
+    rows[8] = rows[8][:-1] + b', "note": "a\rb"}'  # a raw carriage return: not JSON, and DuckDB would split there
+    path = tmp_path / "late-cr.jsonl"
+    path.write_bytes(b"\n".join(rows) + b"\n")
+    with connect(home) as con:
+        result = ingest_file(con, bind_source("hh"), path, "b1")
+        assert (result.rows_read, result.rows_loaded, result.rows_duplicate, result.rows_quarantined) == (10, 9, 0, 1)
+        staging, quarantine, raw = staged_state(con)
+        assert [n for _, n, *_ in staging] == [1, 2, 3, 4, 5, 6, 7, 8, 10]
+        assert [n for n, _ in quarantine] == [9]
+        assert [n for n, _ in raw] == list(range(1, 11))
+        assert con.execute("SELECT count(*) FROM ingest_runs").fetchone() == (1,)

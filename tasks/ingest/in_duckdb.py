@@ -3,20 +3,44 @@ layer, and, for a source with `stage_sql`, parsing and staging its plain rows.
 
 load.py decides the route and keeps the accounting; the rows DuckDB leaves go
 back to it for the source's Python parser. Apart from load.py so each stays short.
+
+Staging streams the archived file once: the Python reader cuts it into batches of
+lines (decompression and line splitting, which gzip allows on one thread only), and
+each batch goes to DuckDB as an Arrow table for one INSERT, which DuckDB runs on all
+its threads. The INSERT returns the row numbers it staged; the batch's other lines
+(quirks, rejects, duplicates, blank lines) go to the parser from the lines in hand.
+Memory holds one batch, whatever the file's size. A file whose lines DuckDB would read
+back differently for raw.records (NotPlain) is the Python route's, from the start.
 """
 from __future__ import annotations
 
+from contextlib import suppress
 from pathlib import Path
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 
 from tasks.common.settings import ThumbsError
-from tasks.ingest.readers import LineBatch, RawRow, detect_format, read_batches
+from tasks.ingest.readers import UTF8_BOM, LineBatch, Progress, RawRow, detect_format, read_batches
 from tasks.sources.base import SourceBinding
 from tasks.warehouse.connection import read_sql, run_sql
-from tasks.warehouse.raw import (ARCHIVABLE_FORMATS, archive_dir_of, archive_path, archived_rows_sql,
-                                 create_raw_view, line_stats, lines_read_alike, with_lines)
+from tasks.warehouse.raw import ARCHIVABLE_FORMATS, archive_dir_of, archive_path, archived_rows_sql, create_raw_view
+
+LINE_BATCH = 50_000  # lines per INSERT: a few Arrow record batches for DuckDB's threads, ~100 MB of text
+BATCH_VIEW = "thumbs_line_batch"
+# DuckDB's CSV reader (raw.records reads the archive with it) refuses a line of 2,000,000
+# bytes or more: a file with such a line keeps its raw rows as table rows (the Python route).
+DUCKDB_LINE_BYTES = 2_000_000
+# Bytes that make DuckDB's lines differ from the Python reader's: it also ends a line at a
+# carriage return, byte 30 is archived_lines.sql's field separator (a broken row may hold
+# it), and NUL is best kept from its CSV reader.
+UNALIKE_BYTES = (b"\r", b"\x1e", b"\x00")
+
+
+class NotPlain(Exception):
+    """The file is one DuckDB would read differently from the Python reader; the loader
+    rolls back what was staged of it and loads it on the Python route."""
 
 
 def archive_target(con: duckdb.DuckDBPyConnection, source: SourceBinding, path: Path, sha: str) -> Path | None:
@@ -32,70 +56,67 @@ def archive_target(con: duckdb.DuckDBPyConnection, source: SourceBinding, path: 
     return archive_path(archive_dir, sha, path) if fmt in ARCHIVABLE_FORMATS else None
 
 
-def lines_for_duckdb(con: duckdb.DuckDBPyConnection, source: SourceBinding, sha: str, batch_id: str,
-                     max_row_bytes: int, archive: Path | None) -> tuple[str, int, int] | None:
-    """The SELECT of the archived file's lines, their number and the last one's row
-    number (blank lines count), when DuckDB may
-    parse and stage the file itself: a source that says how (stage_sql), and a file
-    DuckDB reads as the Python reader would (UTF-8 throughout, lines split at "\\n"
-    alone, none too long). None: the file is read in Python, which words any
-    trouble row by row."""
-    if archive is None or source.stage_sql is None or len(source.tables) != 1 or not lines_read_alike(archive):
-        return None
-    lines = archived_rows_sql(batch_id, source.name, sha, archive)
-    stats = line_stats(con, lines)
-    if stats is None or stats[2] >= max_row_bytes:
-        return None
-    return lines, stats[0], stats[3]
+def stages_in_duckdb(source: SourceBinding, archive: Path | None) -> bool:
+    """Whether DuckDB may parse and stage the file itself: an archived JSON Lines file
+    of a source that says how (stage_sql) into its one staging table."""
+    return archive is not None and source.stage_sql is not None and len(source.tables) == 1
 
 
-def stage_in_duckdb(con: duckdb.DuckDBPyConnection, source: SourceBinding, sha: str, batch_id: str,
-                    lines: str, last_row: int, archive: Path, max_row_bytes: int) -> tuple[int, list[RawRow]]:
-    """Stage the rows the source's SQL parses in one INSERT: (rows inserted, the
-    rows for the Python parser in file order). Those are every line not in staging
-    after the insert: the rows the SQL left (quirks, rejects) and the duplicates it
-    skipped, so the parser decides each and the accounting is its."""
+def line_table(batch: LineBatch, max_row_bytes: int) -> pa.Table:
+    """The batch's lines as (row_number, record), as DuckDB's CSV reader would give them
+    back; NotPlain when it would not, or when a line is the Python reader's to refuse."""
+    lines = batch.lines
+    if batch.first_row == 1 and lines and lines[0].startswith(UTF8_BOM):
+        raise NotPlain("a byte-order mark")
+    if lines and max(map(len, lines)) >= min(max_row_bytes, DUCKDB_LINE_BYTES):
+        raise NotPlain("a line too long")
+    joined = b"\n".join(lines)  # one C-speed search per byte instead of one per line
+    if any(byte in joined for byte in UNALIKE_BYTES):
+        raise NotPlain("a carriage return, byte 30 or NUL")
+    try:
+        records = pa.array(lines, pa.binary()).cast(pa.string())  # the cast checks UTF-8
+    except pa.ArrowInvalid as exc:
+        raise NotPlain("a line that is not UTF-8") from exc
+    numbers = pa.array(np.arange(batch.first_row, batch.first_row + len(lines), dtype=np.int64))
+    return pa.table({"row_number": numbers, "record": records})
+
+
+def stage_in_duckdb(con: duckdb.DuckDBPyConnection, source: SourceBinding, sha: str, batch_id: str, archive: Path,
+                    max_row_bytes: int, progress: Progress | None = None) -> tuple[int, list[RawRow]]:
+    """Stage the rows the source's SQL parses, batch by batch: (rows inserted, the rows
+    for the Python parser in file order). Those are every line the INSERT did not
+    stage: the rows the SQL left (quirks, rejects) and the duplicates it skipped, so
+    the parser decides each and the accounting is its; blank lines make no row."""
     (table,) = source.tables
     columns = ", ".join(f'"{name}"' for name in table.columns)  # declared names only (StagingTable checks them)
+    rows = archived_rows_sql(batch_id, source.name, sha, numbered_lines=f"SELECT row_number, record FROM {BATCH_VIEW}")
+    statement = read_sql("statements/load/staged_by_sql.sql").format(
+        staging_table=table.quoted, columns=columns, staged=read_sql(source.stage_sql).replace("{lines}", rows))
     params = {"batch_id": batch_id, "file_sha256": sha}
-    inserted = staged_by_sql(con, read_sql("statements/load/staged_by_sql.sql").format(
-        staging_table=table.quoted, columns=columns, staged=with_lines(source.stage_sql, lines)), params)
-    not_staged = rows_not_staged(con, read_sql("statements/load/staged_row_numbers.sql").format(
-        staging_table=table.quoted), params, last_row)
-    return inserted, left_to_parser(archive, not_staged, max_row_bytes)
+    inserted, left, registered = 0, [], False
+    try:
+        for batch in read_batches(archive, rows_per_batch=LINE_BATCH, max_row_bytes=max_row_bytes,
+                                  progress=progress):
+            con.register(BATCH_VIEW, line_table(batch, max_row_bytes))
+            registered = True
+            staged = staged_by_sql(con, statement, params)
+            inserted += len(staged)
+            not_staged = np.ones(len(batch.lines), dtype=bool)
+            not_staged[staged - batch.first_row] = False
+            for index in np.flatnonzero(not_staged).tolist():
+                left += LineBatch(batch.first_row + index, [batch.lines[index]], max_row_bytes).rows()
+    except ThumbsError as exc:  # a broken file: the Python route reads it again and says where, naming the file
+        raise NotPlain(str(exc)) from exc
+    finally:
+        if registered:  # after a failed write DuckDB refuses this until the rollback: the error that matters is raised
+            with suppress(duckdb.Error):
+                con.unregister(BATCH_VIEW)
+    return inserted, left
 
 
-def staged_by_sql(con: duckdb.DuckDBPyConnection, statement: str, params: dict) -> int:
-    """Run the staging INSERT of the source's SQL; the number of rows it inserted."""
-    return con.execute(statement, params).fetchone()[0]
-
-
-def rows_not_staged(con: duckdb.DuckDBPyConnection, statement: str, params: dict, last_row: int) -> np.ndarray:
-    """Row numbers 1..last_row that staging has no row of this file for (blank lines
-    among them), from a bitmap of a byte a line filled batch by batch."""
-    staged = np.zeros(last_row + 1, dtype=bool)
-    for batch in con.sql(statement, params=params).to_arrow_reader(1 << 20):
-        staged[batch.column(0).to_numpy()] = True
-    return np.flatnonzero(~staged[1:]) + 1
-
-
-LEFT_BATCH_LINES = 8192  # lines held at a time while looking for the rows left to the parser
-
-
-def left_to_parser(archive: Path, wanted: np.ndarray, max_row_bytes: int) -> list[RawRow]:
-    """The rows on the archive's lines numbered `wanted` (ascending), made by the reader
-    as the Python route makes them (BOM, blank lines, decoding, JSON), with memory for
-    those rows only. Joining them in DuckDB against the numbered lines of the whole file
-    ran out of its memory limit at 10M rows, an anti-join against the staged rows too."""
-    found: list[RawRow] = []
-    for batch in read_batches(archive, rows_per_batch=LEFT_BATCH_LINES, max_row_bytes=max_row_bytes):
-        first, end = batch.first_row, batch.first_row + len(batch.lines)
-        low, high = np.searchsorted(wanted, [first, end])
-        for number in wanted[low:high].tolist():
-            found += LineBatch(number, [batch.lines[number - first]], max_row_bytes).rows()
-        if high == len(wanted):
-            break
-    return found
+def staged_by_sql(con: duckdb.DuckDBPyConnection, statement: str, params: dict) -> np.ndarray:
+    """Run the staging INSERT over one batch of lines; the row numbers it staged."""
+    return con.execute(statement, params).fetchnumpy()["row_number"]
 
 
 def read_raw_from_archive(con: duckdb.DuckDBPyConnection, source: SourceBinding, sha: str, batch_id: str,

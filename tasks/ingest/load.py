@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping, Sequence
 import duckdb
 import pyarrow as pa
 
-from tasks.ingest.in_duckdb import archive_target, lines_for_duckdb, read_raw_from_archive, stage_in_duckdb
+from tasks.ingest.in_duckdb import NotPlain, archive_target, read_raw_from_archive, stage_in_duckdb, stages_in_duckdb
 from tasks.ingest.readers import (DEFAULT_MAX_ROW_BYTES, LineBatch, Progress, RawRow, RowBatch,
                                   read_batches)
 from tasks.common.settings import ThumbsError, first_line
@@ -258,7 +258,10 @@ def ingest_file(
     max_row_bytes: int = DEFAULT_MAX_ROW_BYTES,
     progress: Progress | None = None,
 ) -> FileResult:
-    """Load `path` for `source` in one transaction; a file loaded before is skipped."""
+    """Load `path` for `source` in one transaction; a file loaded before is skipped.
+
+    DuckDB stages the file when its source and its lines allow (in_duckdb.py); a file
+    found not to (NotPlain) part-way is rolled back and loaded on the Python route."""
     path = Path(path)
     sha = file_sha256(path)
     archive = archive_target(con, source, path, sha)
@@ -266,34 +269,49 @@ def ingest_file(
     result = FileResult(file=str(path), file_sha256=sha, status="loaded")
     previous = run_sql(con, "statements/load/previous_load.sql",
                        {"source": source.name, "file_sha256": sha}).fetchone()
+    run = {"batch_id": batch_id, "source": source.name, "file": str(path), "file_sha256": sha,
+           "started_at": started_at, "options": json.dumps(dict(source.options), default=str)}
     try:
-        with transaction(con):
-            if previous:
-                result.status, result.previous_batch = "skipped", previous[0]
-            else:
-                for table in source.tables:  # a new source's tables come from its declaration, not a migration
-                    con.execute(table.create_statement())
-                if archive is not None:
-                    archive_file(path, archive)  # before the rows: a killed run leaves at most an unused archive
-                lines = lines_for_duckdb(con, source, sha, batch_id, max_row_bytes, archive)
-                if lines is not None:
+        if previous:
+            result.status, result.previous_batch = "skipped", previous[0]
+            with transaction(con):
+                _record_run(con, run, result)
+            return result
+        if archive is not None:
+            archive_file(path, archive)  # before the rows: a killed run leaves at most an unused archive
+        if stages_in_duckdb(source, archive):
+            try:
+                with transaction(con):
+                    _create_tables(con, source)
                     _check_first_record(path, source, max_row_bytes)
-                    _load_in_duckdb(con, source, path, sha, batch_id, result, max_row_bytes, archive, *lines)
+                    _load_in_duckdb(con, source, path, sha, batch_id, result, max_row_bytes, archive, progress)
                     read_raw_from_archive(con, source, sha, batch_id, result.raw_rows, archive)
-                else:
-                    _load_rows(con, source, path, sha, batch_id, result, max_row_bytes, progress, archive is None)
-                    if archive is not None:
-                        _keep_raw_rows(con, source, path, sha, batch_id, result, max_row_bytes, archive)
-            run_sql(con, "statements/load/ingest_run.sql", {
-                "batch_id": batch_id, "source": source.name, "file": str(path), "file_sha256": sha,
-                "started_at": started_at, "rows_read": result.rows_read, "rows_loaded": result.rows_loaded,
-                "rows_duplicate": result.rows_duplicate, "rows_quarantined": result.rows_quarantined,
-                "status": result.status, "options": json.dumps(dict(source.options), default=str),
-            })
+                    _record_run(con, run, result)
+                return result
+            except NotPlain:
+                result = FileResult(file=str(path), file_sha256=sha, status="loaded")
+        with transaction(con):
+            _create_tables(con, source)
+            _load_rows(con, source, path, sha, batch_id, result, max_row_bytes, progress, archive is None)
+            if archive is not None:
+                _keep_raw_rows(con, source, path, sha, batch_id, result, max_row_bytes, archive)
+            _record_run(con, run, result)
     except duckdb.Error as exc:
         raise ThumbsError(f"{path}: nothing loaded, the warehouse write failed: {first_line(exc)}"
                           f"{memory_hint(exc)}") from exc
     return result
+
+
+def _create_tables(con: duckdb.DuckDBPyConnection, source: SourceBinding) -> None:
+    for table in source.tables:  # a new source's tables come from its declaration, not a migration
+        con.execute(table.create_statement())
+
+
+def _record_run(con: duckdb.DuckDBPyConnection, run: dict[str, Any], result: FileResult) -> None:
+    run_sql(con, "statements/load/ingest_run.sql", {
+        **run, "rows_read": result.rows_read, "rows_loaded": result.rows_loaded,
+        "rows_duplicate": result.rows_duplicate, "rows_quarantined": result.rows_quarantined,
+        "status": result.status})
 
 
 def _keep_raw_rows(con, source, path, sha, batch_id, result, max_row_bytes, archive: Path) -> None:
@@ -321,12 +339,12 @@ def _check_first_record(path: Path, source: SourceBinding, max_row_bytes: int) -
             return
 
 
-def _load_in_duckdb(con, source, path, sha, batch_id, result, max_row_bytes: int, archive: Path, lines: str,
-                    rows: int, last_row: int) -> None:
+def _load_in_duckdb(con, source, path, sha, batch_id, result, max_row_bytes: int, archive: Path,
+                    progress: Progress | None) -> None:
     """DuckDB stages the rows its SQL parses; the source's parser decides the rest."""
-    inserted, left = stage_in_duckdb(con, source, sha, batch_id, lines, last_row, archive, max_row_bytes)
+    inserted, left = stage_in_duckdb(con, source, sha, batch_id, archive, max_row_bytes, progress)
     (table,) = source.tables
-    result.raw_rows = rows
+    result.raw_rows = inserted + len(left)  # every row as read; blank lines made none
     result.rows_read += inserted
     result.rows_loaded += inserted
     result.loaded_by_table[table.name] += inserted

@@ -16,10 +16,8 @@ or the loader, never from a query, and is quoted by `_literal`.
 """
 from __future__ import annotations
 
-import gzip
 import os
 import shutil
-import zlib
 from pathlib import Path
 
 import duckdb
@@ -63,46 +61,21 @@ def _literal(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def archived_rows_sql(batch_id: str, source: str, file_sha256: str, archive: str | os.PathLike) -> str:
-    """The SELECT of one archived file's rows, with its literals quoted."""
+def archived_rows_sql(batch_id: str, source: str, file_sha256: str, archive: str | os.PathLike | None = None, *,
+                      numbered_lines: str | None = None) -> str:
+    """The SELECT of one archived file's rows, with its literals quoted: from the
+    archive, or from `numbered_lines` (a SELECT of row_number, record: the loader's
+    batch of the file's lines)."""
+    if numbered_lines is None:
+        numbered_lines = read_sql("statements/raw/archived_lines.sql").format(archive=_literal(os.fspath(archive)))
     return read_sql("statements/raw/archived_rows.sql").format(
         batch_id=_literal(batch_id), source=_literal(source), file_sha256=_literal(file_sha256),
-        archive=_literal(os.fspath(archive)))
-
-
-def lines_read_alike(path: Path) -> bool:
-    """Whether DuckDB splits the file into the lines the Python reader sees: no
-    carriage return anywhere (DuckDB's reader ends a line at one too, the Python
-    reader does not), and no byte 30, the field separator of archived_rows.sql
-    (valid JSON never holds it unescaped, but a broken row may, and DuckDB would
-    cut that row short). A file that cannot be decompressed is not (the Python
-    reader names what is wrong)."""
-    opener = gzip.open if path.name.endswith(".gz") else open
-    try:
-        with opener(path, "rb") as fh:
-            return not any(b"\r" in block or FIELD_SEPARATOR in block
-                           for block in iter(lambda: fh.read(1 << 20), b""))
-    except (OSError, EOFError, zlib.error):
-        return False
-
-
-FIELD_SEPARATOR = b"\x1e"  # chr(30) in warehouse/statements/raw/archived_rows.sql
+        numbered_lines=numbered_lines)
 
 
 def with_lines(relative: str, lines: str) -> str:
     """A statement of warehouse/ over `lines` (a SELECT of row_number, record)."""
     return read_sql(relative).replace("{lines}", lines)
-
-
-def line_stats(con: duckdb.DuckDBPyConnection, lines: str) -> tuple[int, int, int] | None:
-    """(rows, characters, bytes of the longest row) of an archived file as DuckDB
-    reads it; None when it cannot (e.g. a line that is not UTF-8). On a cursor of
-    its own, so that failure does not end the caller's transaction."""
-    try:
-        with con.cursor() as cursor:
-            return _fetch_one(cursor, with_lines("statements/raw/line_stats.sql", lines))
-    except duckdb.Error:
-        return None
 
 
 def _fetch_one(con: duckdb.DuckDBPyConnection, statement: str) -> tuple:
@@ -111,9 +84,14 @@ def _fetch_one(con: duckdb.DuckDBPyConnection, statement: str) -> tuple:
 
 def archive_matches(con: duckdb.DuckDBPyConnection, lines: str, rows: int, characters: int) -> bool:
     """Whether DuckDB reads the archived file back as the ingest read it: the same
-    number of rows and of characters."""
-    stats = line_stats(con, lines)
-    return stats is not None and stats[:2] == (rows, characters)
+    number of rows and of characters. A file DuckDB cannot read (e.g. a line that
+    is not UTF-8) does not; that failure is on a cursor of its own, so it does not
+    end the caller's transaction."""
+    try:
+        with con.cursor() as cursor:
+            return _fetch_one(cursor, with_lines("statements/raw/line_stats.sql", lines)) == (rows, characters)
+    except duckdb.Error:
+        return False
 
 
 def create_raw_view(con: duckdb.DuckDBPyConnection) -> None:

@@ -10,8 +10,9 @@ Points:
   file-start / file-committed   around tasks.ingest.load.ingest_file (one transaction per file)
   insert-raw_chunk, insert-quarantine_chunk, insert-staged_chunk
                                 after each chunk insert inside that transaction
-  insert-staged_by_sql          after the rows a source's SQL parsed are staged (one INSERT;
-                                the rows left to the Python parser come after, in chunks)
+  insert-staged_by_sql          after the rows a source's SQL parsed from one batch of lines
+                                are staged (an INSERT a batch; the rows left to the Python
+                                parser come after the last, in chunks)
   publish-swap                  just before the analysts' copy is renamed into place
   binarize-model                after each SQL model binarize runs in its transaction
   snapshot-file-written         after each Parquet file of a snapshot is written (scratch dir)
