@@ -20,6 +20,10 @@ about ±0.055 on accuracy) and a short generation pass (8 prompts, 32 tokens, 2 
 for the KL). Measured: `thumbs train --algo dpo steps=100 batch_size=8` at max_length 512
 took 24 min on this machine, so 60 steps at 256 is ~6-8 min, plus ~2 min of evaluation.
 
+Then, for the two pair cells with the best held-out accuracy, the same evaluation on
+300 pairs each trained on (`--seen-pairs`; `--seen-of CMP_ID` runs just that on a
+finished comparison): held-out accuracy against pairs seen, with intervals.
+
 Writes: the comparison table and notes on stdout and in <home>/comparisons/<id>/
 (comparison.md, one PNG per metric against β); the rows in `experiments`; with
 --record, the table appended to benchmarks/quality.md with the machine's load.
@@ -103,6 +107,43 @@ def grid(args: argparse.Namespace, judge: dict | None) -> list[str]:
             [f"evaluation.judge={judge['path']}"] if judge else [])
 
 
+def seen_against_held_out(home, rows: list[dict], count: int) -> list[str]:
+    """For the two pair cells with the best held-out accuracy, the same evaluation on
+    `count` pairs the cell trained on (the first of its batch plan): whether a cell fits
+    what it saw while the held-out pairs stay near chance. One line per cell."""
+    import pyarrow.parquet as pq
+
+    from schemas.train import TrainConfig
+    from tasks.compare.grid import format_value
+    from tasks.evaluate.evaluation import evaluate_checkpoint
+    from tasks.train.algorithms import LOSSES
+    from tasks.train.batching import ChatEncoder
+    from tasks.train.data import plan_data
+    from tasks.train.models import load_tokenizer, resolve_model
+    from tasks.train.snapshots import Snapshot, load_snapshot
+
+    paired = [r for r in rows if LOSSES[r["algo"]].batch == "paired"]
+    lines = []
+    for row in sorted(paired, key=lambda r: -r["metrics"]["eval_reward_accuracy"])[:2]:
+        config = TrainConfig(**row["config"])
+        trained_on = load_snapshot(home.snapshots / row["snapshot_id"])
+        encoder = ChatEncoder(load_tokenizer(resolve_model(config.model)), config.max_length)
+        plan = plan_data(trained_on, config, encoder, kl_rows=False).train.micro_batches
+        seen = list(dict.fromkeys(r for micro in plan for r in micro.rows))[:count]
+        seen_dir = home.root / "seen-pairs" / row["checkpoint_id"]
+        seen_dir.mkdir(parents=True, exist_ok=True)
+        pq.write_table(trained_on.split("train").take(seen), seen_dir / "eval.parquet")
+        # the training snapshot's id: these rows are its rows, so its cached reference log-probs apply
+        snapshot = Snapshot(trained_on.snapshot_id, "pairs", seen_dir, {}, {})
+        result = evaluate_checkpoint(row["checkpoint_path"], home=home, eval_snapshot=snapshot, max_pairs=count,
+                                     generation_prompts=1, max_new_tokens=1, kl_samples=1, device=config.device)
+        lines.append(f"{row['line']} β={row['beta']:g}: held-out accuracy "
+                     f"{format_value(row['metrics'], 'eval_reward_accuracy')} "
+                     f"(n={row['metrics'].get('eval_reward_accuracy_n')}); on pairs it trained on "
+                     f"{format_value(result['metrics'], 'eval_reward_accuracy')} (n={len(seen)})")
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--home", type=Path, default=PROJECT_ROOT / "benchmarks" / ".work" / "quality-home",
@@ -122,6 +163,11 @@ def main() -> int:
                         help="prove it runs: 120 HH rows, 2 steps, 1 beta, 8 eval pairs (numbers meaningless)")
     parser.add_argument("--no-judge", action="store_true",
                         help="skip the reward model (and so the cells' win rates against their reference)")
+    parser.add_argument("--seen-pairs", type=int, default=300,
+                        help="pairs trained on to score the two best pair cells on, beside their held-out accuracy "
+                             "(0: skip)")
+    parser.add_argument("--seen-of", metavar="COMPARISON_ID",
+                        help="only the seen-pairs check, on the cells of this finished comparison in --home")
     parser.add_argument("--record", action="store_true", help="append the table to benchmarks/quality.md")
     args = parser.parse_args()
     if args.tiny:
@@ -135,6 +181,11 @@ def main() -> int:
     from tasks.compare.grid import table
 
     home = Home.of(args.home)
+    if args.seen_of:
+        from tasks.compare.tasks import finished_cells_task
+
+        print("\n".join(seen_against_held_out(home, finished_cells_task.fn(args.seen_of, home), args.seen_pairs)))
+        return 0
     if not home.warehouse.exists():
         ingest_hh(home.root, args.data, args.tiny)
     load_before = os.getloadavg()
@@ -154,14 +205,15 @@ def main() -> int:
         summary += (f"\n\nJudge: reward model `{judge['checkpoint_id']}` ({judge['minutes']} min), pairwise accuracy "
                     f"on the held-out pairs {format_value(judge['metrics'], 'eval_reward_accuracy')} "
                     f"(n={judge['metrics'].get('eval_reward_accuracy_n')})")
+    seen = seen_against_held_out(home, result["rows"], args.seen_pairs) if args.seen_pairs else []
     print("\n".join(lines))
-    print("\n".join(result["notes"]))
+    print("\n".join(result["notes"] + seen))
     print(summary)
     print(f"plots: {', '.join(result['plots'])}")
     if args.record:
         with open(PROJECT_ROOT / "benchmarks" / "quality.md", "a") as out:
             out.write(f"\n## {datetime.date.today()} `{result['comparison_id']}`\n\n{summary}\n\n"
-                      + "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in result["notes"]) + "\n")
+                      + "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in result["notes"] + seen) + "\n")
     return 0
 
 
