@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from fixtures_models import model_cache, tiny_llama_dir  # noqa: F401
 from test_nightly import watched  # noqa: F401
-from test_trainer import SimulatedCrash, ingest_hh_slice, metrics_lines, run, snapshots, tiny_config  # noqa: F401
+from test_trainer import (assert_same_run, crashed_at_step_3, ingest_hh_slice, run, snapshots,  # noqa: F401
+                          tiny_config)
 from tasks.common.settings import ThumbsError
 from tasks.train import reference_cache
 from tasks.train.batching import ChatEncoder
@@ -114,25 +114,13 @@ def test_a_crashed_lora_run_resumes_to_the_uninterrupted_adapter(home, snapshots
                          "warmup_steps=1", "eval_batches=0", "lr=1e-2")
     uninterrupted = run(home, snapshots["feedback"], config, "uninterrupted")
 
-    def crash_at_step_3(event: dict) -> None:
-        if event.get("event") == "step" and event["step"] == 3:
-            raise SimulatedCrash
-
     run_dir = home / "runs" / "crashed"
-    with pytest.raises(SimulatedCrash):
-        train(config, snapshots["feedback"], run_dir, home=home, progress=crash_at_step_3)
+    crashed_at_step_3(config, snapshots["feedback"], run_dir, home)
     saved = torch.load(run_dir / "state.pt", weights_only=False)["model"]
     assert saved and all("lora_" in k for k in saved)  # the state holds the adapter, not the frozen base
     resumed = train(config, snapshots["feedback"], run_dir, home=home, resume=True)
     assert read_manifest(resumed["path"])["training"]["resumed_at_step"] == 2
-    expected = load_file(Path(uninterrupted["path"]) / "adapter_model.safetensors")
-    actual = load_file(Path(resumed["path"]) / "adapter_model.safetensors")
-    assert expected.keys() == actual.keys()
-    for name, tensor in expected.items():
-        torch.testing.assert_close(actual[name], tensor, atol=1e-5, rtol=0)
-    drop = ("samples_per_s", "tokens_per_s", "elapsed", "step_time")
-    assert [{k: v for k, v in r.items() if k not in drop} for r in metrics_lines(resumed)] == \
-        [{k: v for k, v in r.items() if k not in drop} for r in metrics_lines(uninterrupted)]
+    assert_same_run(resumed, uninterrupted, weights="adapter_model.safetensors")
 
 
 def test_qlora_without_bitsandbytes_is_one_clear_error(tiny_llama_dir):

@@ -17,7 +17,7 @@ from tasks.common.settings import ThumbsError
 from tasks.train.algorithms import LOSSES
 from tasks.train.losses import ppo_loss
 from tasks.train.trainer import train
-from test_trainer import metrics_lines, snapshots, tiny_config, without_timing  # noqa: F401
+from test_trainer import assert_same_run, crashed_at_step_3, metrics_lines, snapshots, tiny_config  # noqa: F401
 
 # Two rows: row 0 desirable with two completion tokens, row 1 undesirable with one.
 # β 0.5, GAE λ 0.5, both clip ranges 0.2, value weight 0.1.
@@ -129,30 +129,17 @@ def test_a_ppo_run_trains_policy_and_value_head_and_checkpoints_the_policy_alone
     assert not hasattr(model, "value_head")
 
 
-class SimulatedCrash(Exception):
-    pass
-
-
 def test_a_killed_ppo_run_resumes_to_the_uninterrupted_weights(home, snapshots, tiny_llama_dir):
     # The resumable state must hold the value head: without it, the resumed steps' advantages differ.
     config = tiny_config(tiny_llama_dir, "ppo", "steps=4", "save_every=2", "warmup_steps=1")
     uninterrupted = train(config, snapshots["feedback"], home / "runs" / "ppo-whole", home=home)
 
-    def crash_at_step_3(event: dict) -> None:
-        if event.get("event") == "step" and event["step"] == 3:
-            raise SimulatedCrash
-
     run_dir = home / "runs" / "ppo-crashed"
-    with pytest.raises(SimulatedCrash):
-        train(config, snapshots["feedback"], run_dir, home=home, progress=crash_at_step_3)
+    crashed_at_step_3(config, snapshots["feedback"], run_dir, home)
     state = torch.load(run_dir / "state.pt", weights_only=False)
     assert {"value_head.weight", "value_head.bias"} <= state["model"].keys()
     resumed = train(config, snapshots["feedback"], run_dir, home=home, resume=True)
-    expected = load_file(Path(uninterrupted["path"]) / "model.safetensors")
-    actual = load_file(Path(resumed["path"]) / "model.safetensors")
-    for name, tensor in expected.items():
-        torch.testing.assert_close(actual[name], tensor, atol=1e-5, rtol=0)
-    assert without_timing(metrics_lines(resumed)) == without_timing(metrics_lines(uninterrupted))
+    assert_same_run(resumed, uninterrupted)
 
 
 def test_ppo_with_lora_is_refused_in_one_line(home, snapshots, tiny_llama_dir):

@@ -105,17 +105,33 @@ class SimulatedCrash(Exception):
     pass
 
 
+def crashed_at_step_3(config: TrainConfig, snapshot: Snapshot, run_dir: Path, home: Path) -> None:
+    """Train until step 3's update is logged, then crash: the saved state is step 2's
+    (save_every=2), so a resume redoes step 3."""
+    def crash_at_step_3(event: dict) -> None:
+        if event.get("event") == "step" and event["step"] == 3:
+            raise SimulatedCrash
+
+    with pytest.raises(SimulatedCrash):
+        train(config, snapshot, run_dir, home=home, progress=crash_at_step_3)
+
+
+def assert_same_run(resumed: dict, uninterrupted: dict, weights: str = "model.safetensors") -> None:
+    """The resumed run's weights and logged metrics are the uninterrupted run's."""
+    expected = load_file(Path(uninterrupted["path"]) / weights)
+    actual = load_file(Path(resumed["path"]) / weights)
+    assert expected.keys() == actual.keys()
+    for name, tensor in expected.items():
+        torch.testing.assert_close(actual[name], tensor, atol=1e-5, rtol=0)
+    assert without_timing(metrics_lines(resumed)) == without_timing(metrics_lines(uninterrupted))
+
+
 def test_same_seed_same_run_and_a_crashed_run_resumed_equals_an_uninterrupted_one(home, snapshots, tiny_llama_dir):
     config = tiny_config(tiny_llama_dir, "dpo", "steps=4", "save_every=2", "lr=1e-3", "warmup_steps=1")
     uninterrupted = run(home, snapshots["pairs"], config, "uninterrupted")
 
-    def crash_at_step_3(event: dict) -> None:
-        if event.get("event") == "step" and event["step"] == 3:
-            raise SimulatedCrash  # after step 3's update, before any later state: resumes from step 2
-
     run_dir = home / "runs" / "crashed"
-    with pytest.raises(SimulatedCrash):
-        train(config, snapshots["pairs"], run_dir, home=home, progress=crash_at_step_3)
+    crashed_at_step_3(config, snapshots["pairs"], run_dir, home)
     # Determinism: the same seed gave the same losses and metrics up to the crash.
     before_crash = without_timing(metrics_lines({"run_dir": run_dir}))
     assert before_crash == without_timing(metrics_lines(uninterrupted))[:3]
@@ -126,11 +142,7 @@ def test_same_seed_same_run_and_a_crashed_run_resumed_equals_an_uninterrupted_on
     manifest = json.loads((Path(resumed["path"]) / "manifest.json").read_text())
     assert manifest["training"]["resumed_at_step"] == 2
     assert not (run_dir / "state.pt").exists()  # superseded by the checkpoint
-    expected = load_file(Path(uninterrupted["path"]) / "model.safetensors")
-    actual = load_file(Path(resumed["path"]) / "model.safetensors")
-    for name, tensor in expected.items():
-        torch.testing.assert_close(actual[name], tensor, atol=1e-5, rtol=0)
-    assert without_timing(metrics_lines(resumed)) == without_timing(metrics_lines(uninterrupted))
+    assert_same_run(resumed, uninterrupted)
 
 
 def test_session_steps_stops_with_a_state_and_resume_finishes(home, snapshots, tiny_llama_dir):
