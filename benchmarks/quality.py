@@ -21,8 +21,8 @@ for the KL). Measured: `thumbs train --algo dpo steps=100 batch_size=8` at max_l
 took 24 min on this machine, so 60 steps at 256 is ~6-8 min, plus ~2 min of evaluation.
 
 Then, for the two pair cells with the best held-out accuracy, the same evaluation on
-300 pairs each trained on (`--seen-pairs`; `--seen-of CMP_ID` runs just that on a
-finished comparison): held-out accuracy against pairs seen, with intervals.
+300 pairs each trained on (`--seen-pairs`): held-out accuracy against pairs seen, with intervals.
+`--finished-of CMP_ID` reports a stopped comparison's finished cells the same way.
 
 Writes: the comparison table and notes on stdout and in <home>/comparisons/<id>/
 (comparison.md, one PNG per metric against β); the rows in `experiments`; with
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import sys
@@ -82,8 +83,6 @@ def reward_model_judge(home, args: argparse.Namespace) -> dict:
     """The judge: `thumbs train --algo rm` on the same pairs and budget, evaluated by its
     pairwise accuracy on the held-out pairs. Trained once per home (judge.json keeps its
     path and metrics), so a resumed benchmark reuses it."""
-    import json
-
     from flows.evaluate import evaluate_flow
     from flows.train import train_flow
 
@@ -166,8 +165,9 @@ def main() -> int:
     parser.add_argument("--seen-pairs", type=int, default=300,
                         help="pairs trained on to score the two best pair cells on, beside their held-out accuracy "
                              "(0: skip)")
-    parser.add_argument("--seen-of", metavar="COMPARISON_ID",
-                        help="only the seen-pairs check, on the cells of this finished comparison in --home")
+    parser.add_argument("--finished-of", metavar="COMPARISON_ID",
+                        help="train nothing: the table, plots and seen-pairs check of the cells of this comparison "
+                             "in --home that have finished (e.g. one stopped before its last cell)")
     parser.add_argument("--record", action="store_true", help="append the table to benchmarks/quality.md")
     args = parser.parse_args()
     if args.tiny:
@@ -178,42 +178,46 @@ def main() -> int:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     from flows.compare import compare_flow
     from tasks.common.home import Home
-    from tasks.compare.grid import table
+    from tasks.compare.grid import format_value, shown_metrics, table
+    from tasks.compare.tasks import finished_cells_task
+    from tasks.evaluate.plots import plot_against_beta
 
     home = Home.of(args.home)
-    if args.seen_of:
-        from tasks.compare.tasks import finished_cells_task
-
-        print("\n".join(seen_against_held_out(home, finished_cells_task.fn(args.seen_of, home), args.seen_pairs)))
-        return 0
-    if not home.warehouse.exists():
-        ingest_hh(home.root, args.data, args.tiny)
-    load_before = os.getloadavg()
-    started = time.perf_counter()
-    judge = None if args.no_judge else reward_model_judge(home, args)
-    result = compare_flow(grid(args, judge), home=str(home))
+    judge_file = home.root / "judge.json"
+    judge = json.loads(judge_file.read_text()) if args.finished_of and judge_file.exists() else None
+    load_before, started = os.getloadavg(), time.perf_counter()
+    if args.finished_of:
+        rows, comparison_id, trained = finished_cells_task.fn(args.finished_of, home), args.finished_of, 0
+        notes = [f"the cells of comparison {comparison_id} finished so far, reported without running it"]
+        plots = [str(p) for p in plot_against_beta(rows, shown_metrics(rows), home.root / "comparisons" / comparison_id,
+                                                   title=comparison_id)]
+    else:
+        if not home.warehouse.exists():
+            ingest_hh(home.root, args.data, args.tiny)
+        judge = None if args.no_judge else reward_model_judge(home, args)
+        result = compare_flow(grid(args, judge), home=str(home))
+        rows, notes, comparison_id, plots = result["rows"], result["notes"], result["comparison_id"], result["plots"]
+        trained = len(result["trained"])
     minutes = (time.perf_counter() - started) / 60
-    header, body = table(result["rows"])
+    header, body = table(rows)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in body]
-    summary = (f"{len(result['trained'])} cell(s) trained in {minutes:.1f} min on {platform.node()} "
-               f"({os.cpu_count()} cores; load average {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after); "
-               f"grid: {' '.join(grid(args, judge))}")
+    summary = (f"{len(rows)} cell(s), {trained} trained by this run in {minutes:.1f} min on {platform.node()} "
+               f"({os.cpu_count()} cores; load average {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after)"
+               + ("" if args.finished_of else f"; grid: {' '.join(grid(args, judge))}"))
     if judge:
-        from tasks.compare.grid import format_value
-
         summary += (f"\n\nJudge: reward model `{judge['checkpoint_id']}` ({judge['minutes']} min), pairwise accuracy "
                     f"on the held-out pairs {format_value(judge['metrics'], 'eval_reward_accuracy')} "
                     f"(n={judge['metrics'].get('eval_reward_accuracy_n')})")
-    seen = seen_against_held_out(home, result["rows"], args.seen_pairs) if args.seen_pairs else []
+    seen = seen_against_held_out(home, rows, args.seen_pairs) if args.seen_pairs else []
     print("\n".join(lines))
-    print("\n".join(result["notes"] + seen))
+    print("\n".join(notes + seen))
     print(summary)
-    print(f"plots: {', '.join(result['plots'])}")
+    print(f"plots: {', '.join(plots)}")
     if args.record:
         with open(PROJECT_ROOT / "benchmarks" / "quality.md", "a") as out:
-            out.write(f"\n## {datetime.date.today()} `{result['comparison_id']}`\n\n{summary}\n\n"
-                      + "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in result["notes"] + seen) + "\n")
+            out.write(f"\n## {datetime.date.today()} `{comparison_id}`\n\n{summary}\n\n"
+                      + "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in notes + seen) + "\n")
     return 0
 
 
