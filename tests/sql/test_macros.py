@@ -80,3 +80,18 @@ def test_every_connection_uses_the_macro_files_read_only_too(home):
                                  " WHERE function_name = 'thumbs_split'").fetchall()
         assert ("temp",) in defined_in
         assert con.execute("SELECT thumbs_row_key(1, 2)").fetchone() == (2**64 + 2,)
+
+
+def test_python_strip_strips_what_python_strips():
+    # every character str.isspace() accepts, a few it does not, and the regex's edges
+    # ($ before a final newline in other dialects, a text of only whitespace, inner runs)
+    spaces = [chr(c) for c in range(0x3001) if chr(c).isspace()]
+    assert len(spaces) == 29
+    texts = ["", " ", "x", "x\n", "\nx", "a \n b", "\u200bx\u200b", "\ufeffx", "x\u3000", "\u00a0\u2028x y\u205f\t",
+             "".join(spaces), "".join(spaces) + "mid" + "".join(reversed(spaces)), "x" + "\n" * 3 + "y\n\n"]
+    texts += [f"{s}word{s}" for s in spaces] + [f"{chr(c)}word" for c in (0x0b, 0x1f, 0x7f, 0x180e, 0x200b, 0xfeff)]
+    con = duckdb.connect()
+    create_macros(con)
+    got = [row[0] for row in con.execute("SELECT thumbs_python_strip(t) FROM unnest($texts) WITH ORDINALITY AS u(t, i) "
+                                         "ORDER BY i", {"texts": texts}).fetchall()]
+    assert got == [t.strip() for t in texts]

@@ -13,9 +13,8 @@ CREATE OR REPLACE TEMP MACRO thumbs_key_part(text) AS
 CREATE OR REPLACE TEMP MACRO thumbs_content_key(a, b, c) AS
     sha256(thumbs_key_part(a) || thumbs_key_part(b) || thumbs_key_part(c));
 
--- Python's str.strip(): every character str.isspace() accepts, at both ends.
+-- Python's str.strip(): every character str.isspace() accepts, at both ends. One regex
+-- over the two ends: DuckDB's trim(text, characters) costs four times as much on long
+-- replies (it was half of HH staging's CPU). RE2's ^ and $ are the text's ends.
 CREATE OR REPLACE TEMP MACRO thumbs_python_strip(text) AS
-    trim(text, chr(9) || chr(10) || chr(11) || chr(12) || chr(13) || chr(28) || chr(29) || chr(30) || chr(31)
-               || ' ' || chr(133) || chr(160) || chr(5760) || chr(8192) || chr(8193) || chr(8194) || chr(8195)
-               || chr(8196) || chr(8197) || chr(8198) || chr(8199) || chr(8200) || chr(8201) || chr(8202)
-               || chr(8232) || chr(8233) || chr(8239) || chr(8287) || chr(12288));
+    regexp_replace(text, '^[\x{09}-\x{0d}\x{1c}-\x{20}\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]+|[\x{09}-\x{0d}\x{1c}-\x{20}\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]+$', '', 'g');
