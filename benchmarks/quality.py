@@ -17,8 +17,9 @@ The CPU budget (about 2 h on 2 cores for 12 cells, ~10 min a cell): max_length 2
 (most HH turns fit; longer ones are truncated, the same for every cell), batch 8, 60 steps
 (480 examples a cell), lr 1e-5 with 6 warm-up steps, 300 eval pairs (a 95% interval of
 about ±0.055 on accuracy) and a short generation pass (8 prompts, 32 tokens, 2 samples
-for the KL). Measured: `thumbs train --algo dpo steps=100 batch_size=8` at max_length 512
-took 24 min on this machine, so 60 steps at 256 is ~6-8 min, plus ~2 min of evaluation.
+for the KL). Measured on 2 cores (benchmarks/quality.md, 2026-12-06): a DPO or IPO cell
+takes about 12.5 min (10.5 of training, 2 of evaluation), a KTO cell about 7, the judge
+about 12; the whole grid with its judge about 2 h 15 min on a quiet machine.
 
 Then, for the two pair cells with the best held-out accuracy, the same evaluation on
 300 pairs each trained on (`--seen-pairs`): held-out accuracy against pairs seen, with intervals.
