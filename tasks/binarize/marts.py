@@ -72,7 +72,8 @@ def create_source_models(con: duckdb.DuckDBPyConnection, config: BinarizeConfig)
     con.execute("SET VARIABLE binarize_options = $options", {"options": config.model_dump()})
     for source in SOURCES.values():
         for table in source.staging:  # a source never ingested still has (empty) tables to read
-            con.execute(table.create_statement())
+            for statement in table.create_statements():
+                con.execute(statement)
     for name in source_models("pairs") + source_models("votes"):
         run_sql(con, f"{SOURCE_MODELS}/{name}.sql")
 

@@ -168,7 +168,9 @@ def _load_chunk(con: duckdb.DuckDBPyConnection, chunk: ParsedChunk, result: File
         if table not in tables:
             raise ThumbsError(f"the parser staged rows for {table}, which its source does not declare "
                               f"(it declares: {', '.join(tables) or 'none'})")
-        statement = read_sql("statements/load/staged_rows.sql").format(staging_table=tables[table].quoted)
+        derived = "".join(f', {sql} AS "{name}"' for name, sql in tables[table].derived.items())
+        statement = read_sql("statements/load/staged_rows.sql").format(staging_table=tables[table].quoted,
+                                                                       derived=derived)
         inserted = _insert(con, "staged_chunk", rows, statement)
         result.rows_loaded += inserted
         result.rows_duplicate += rows.num_rows - inserted
@@ -304,7 +306,8 @@ def ingest_file(
 
 def _create_tables(con: duckdb.DuckDBPyConnection, source: SourceBinding) -> None:
     for table in source.tables:  # a new source's tables come from its declaration, not a migration
-        con.execute(table.create_statement())
+        for statement in table.create_statements():
+            con.execute(statement)
 
 
 def _record_run(con: duckdb.DuckDBPyConnection, run: dict[str, Any], result: FileResult) -> None:

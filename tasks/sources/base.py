@@ -63,6 +63,10 @@ PROMPT = "STRUCT(role VARCHAR, content VARCHAR)[] NOT NULL"
 # The columns the loader fills in every staging table, ahead of the parser's values.
 LOADER_COLUMNS = {"row_key": "UHUGEINT PRIMARY KEY", "batch_id": "VARCHAR NOT NULL",
                   "file_sha256": "VARCHAR NOT NULL", "row_number": "BIGINT NOT NULL"}
+# The columns the loader derives in SQL from the parser's values, after them: a
+# table with a prompt also stores its key (warehouse/macros/split.sql), so that
+# binarize finds a prompt's rows and split without hashing the prompt again.
+DERIVED_COLUMNS = {"prompt_key": ("prompt", "UHUGEINT", "thumbs_prompt_key(prompt)")}  # name: (from, type, SQL)
 _TABLE_NAME = re.compile(r"staging\.stg_[a-z0-9_]+__[a-z0-9_]+")
 _COLUMN_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 
@@ -72,8 +76,8 @@ class StagingTable:
     """A table a source's parser fills: `staging.stg_<source>__<entity>`.
 
     `columns` are the parser's values (Staged.values) as name -> DuckDB type; the
-    loader adds LOADER_COLUMNS in front and creates the table when it does not
-    exist. The tables of the first sources were created by migrations; a test
+    loader adds LOADER_COLUMNS in front and the DERIVED_COLUMNS of those values
+    behind, and creates the table when it does not exist. The tables of the first sources were created by migrations; a test
     (tests/sources/test_registry.py) keeps their declarations equal to them.
     """
 
@@ -85,20 +89,33 @@ class StagingTable:
         if not _TABLE_NAME.fullmatch(self.name):
             raise ValueError(f"staging table '{self.name}': expected staging.stg_<source>__<entity>, "
                              "lowercase letters, digits and _")
-        bad = [name for name in self.columns if not _COLUMN_NAME.fullmatch(name) or name in LOADER_COLUMNS]
+        filled = [*LOADER_COLUMNS, *DERIVED_COLUMNS]
+        bad = [name for name in self.columns if not _COLUMN_NAME.fullmatch(name) or name in filled]
         if bad:
             raise ValueError(f"staging table '{self.name}': column '{bad[0]}' is not a plain lowercase name "
-                             f"or is one the loader fills ({', '.join(LOADER_COLUMNS)})")
+                             f"or is one the loader fills ({', '.join(filled)})")
 
     @property
     def quoted(self) -> str:
         """The name as a quoted SQL identifier, e.g. "staging"."stg_hh__pairs"."""
         return ".".join(f'"{part}"' for part in self.name.split("."))
 
-    def create_statement(self) -> str:
-        columns = {**LOADER_COLUMNS, **self.columns}
-        return (f"CREATE TABLE IF NOT EXISTS {self.quoted} ("
-                + ", ".join(f'"{name}" {kind}' for name, kind in columns.items()) + ")")
+    @property
+    def derived(self) -> dict[str, str]:
+        """The loader-derived columns this table has, as name -> the SQL computing it."""
+        return {name: sql for name, (origin, _, sql) in DERIVED_COLUMNS.items() if origin in self.columns}
+
+    def create_statements(self) -> list[str]:
+        """Create the table if it does not exist, and give a table made before a derived
+        column was added (a later source's, ingested before this version) that column."""
+        columns = {**LOADER_COLUMNS, **self.columns,
+                   **{name: DERIVED_COLUMNS[name][1] for name in self.derived}}
+        return [f"CREATE TABLE IF NOT EXISTS {self.quoted} ("
+                + ", ".join(f'"{name}" {kind}' for name, kind in columns.items()) + ")",
+                *(f'ALTER TABLE {self.quoted} ADD COLUMN IF NOT EXISTS "{name}" {DERIVED_COLUMNS[name][1]}'
+                  for name in self.derived),
+                *(f'UPDATE {self.quoted} SET "{name}" = {sql} WHERE "{name}" IS NULL'
+                  for name, sql in self.derived.items())]
 
 
 @dataclass(frozen=True)

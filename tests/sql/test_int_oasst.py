@@ -155,7 +155,12 @@ def insert(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> None:
 
 
 def rows_of(con: duckdb.DuckDBPyConnection, table: str) -> set[tuple]:
-    """The table's rows without `source`, prompts as tuples of (role, content)."""
+    """The table's rows without `source` (and `prompt_key`, checked to be the prompt's),
+    prompts as tuples of (role, content)."""
+    if "prompt_key" in {row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()}:
+        assert con.execute(f"SELECT count(*) FROM {table} WHERE prompt_key IS DISTINCT FROM"
+                           " thumbs_prompt_key(prompt)").fetchone()[0] == 0
+        table = f"(SELECT * EXCLUDE (prompt_key) FROM {table})"
     result = con.execute(f"SELECT * FROM {table}").fetchall()
     assert {row[0] for row in result} <= {"oasst"}
     rows = [(tuple((turn["role"], turn["content"]) for turn in row[1]),) + row[2:] for row in result]
@@ -176,7 +181,7 @@ def test_pairs(warehouse, include_synthetic, want):
     build_pairs(warehouse, include_synthetic)
     columns = warehouse.execute("DESCRIBE int_oasst__pairs").fetchall()
     assert [(c[0], c[1]) for c in columns] == [
-        ("source", "VARCHAR"), ("prompt", 'STRUCT("role" VARCHAR, "content" VARCHAR)[]'),
+        ("source", "VARCHAR"), ("prompt", 'STRUCT("role" VARCHAR, "content" VARCHAR)[]'), ("prompt_key", "UHUGEINT"),
         ("chosen", "VARCHAR"), ("rejected", "VARCHAR"), ("margin", "DOUBLE"), ("batch_id", "VARCHAR")]
     got = rows_of(warehouse, "int_oasst__pairs")
     assert {row[3] for row in got} == {None}  # margin: OASST ranks carry no strength

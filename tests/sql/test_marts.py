@@ -27,19 +27,21 @@ def given(con) -> None:
     for batch, at in (("b1", EARLY), ("b2", LATE)):
         con.execute("INSERT INTO ingest_runs (batch_id, source, file, file_sha256, started_at, finished_at, status)"
                     " VALUES ($b, 'hh', $b || '.jsonl', $b, $at, $at, 'loaded')", {"b": batch, "at": at})
-    hh = "INSERT INTO staging.stg_hh__pairs VALUES (thumbs_row_key_of($key), $batch, 'sha', 1, $prompt, $chosen, $rejected)"
+    hh = ("INSERT INTO staging.stg_hh__pairs VALUES (thumbs_row_key_of($key), $batch, 'sha', 1, $prompt, $chosen, $rejected,"
+          " thumbs_prompt_key($prompt))")
     # The same pair from two files under different raw text (row keys): kept once, from b1.
     con.execute(hh, {"key": "k-late", "batch": "b2", "prompt": user("Hi?"), "chosen": "Hello!", "rejected": "Go."})
     con.execute(hh, {"key": "k-early", "batch": "b1", "prompt": user("Hi?"), "chosen": "Hello!", "rejected": "Go."})
     con.execute(hh, {"key": "k-other", "batch": "b2", "prompt": user("2+2?"), "chosen": "4", "rejected": "5"})
     shp = ("INSERT INTO staging.stg_shp__pairs VALUES (thumbs_row_key_of($key), 'b1', 'sha', 1, 'post', $prompt, $chosen, $rejected,"
-           " 10, 2, 5.0)")
+           " 10, 2, 5.0, thumbs_prompt_key($prompt))")
     # One post, three comments: A beats B, B beats C, A beats C.
     # Net votes: A +2 (up), B +1 -1 (tie: no row), C -2 (down).
     for key, chosen, rejected in (("s1", "A", "B"), ("s2", "B", "C"), ("s3", "A", "C")):
         con.execute(shp, {"key": key, "prompt": user("Which?"), "chosen": chosen, "rejected": rejected})
     rating = ("INSERT INTO staging.stg_log__ratings (row_key, batch_id, file_sha256, row_number, log_name, prompt,"
-              " completion, rating_raw, label) VALUES (thumbs_row_key_of($key), 'b2', 'sha', 1, 'bot', $prompt, $completion, 'x', $label)")
+              " completion, rating_raw, label, prompt_key) VALUES (thumbs_row_key_of($key), 'b2', 'sha', 1, 'bot', $prompt,"
+              " $completion, 'x', $label, thumbs_prompt_key($prompt))")
     # Rated by three users: up, up, down -> up. Rated up and down -> tie. Neutral -> no vote.
     for key, completion, label in (("r1", "Sure.", True), ("r2", "Sure.", True), ("r3", "Sure.", False),
                                    ("r4", "Maybe.", True), ("r5", "Maybe.", False), ("r6", "Hm.", None)):
@@ -98,6 +100,11 @@ def test_feedback_ids_and_splits_follow_their_definitions(built):
         " WHERE feedback_id <> thumbs_feedback_id(source, prompt, completion, label)"
         "    OR split <> thumbs_split(prompt, 0.5)").fetchone()[0]
     assert mismatches == 0
+    # the split is taken from the stored prompt key: each mart's key is its prompt's
+    for mart in ("feedback", "preference_pairs", "feedback_ties"):
+        assert con.execute(f"SELECT count(*), count(*) FILTER (WHERE prompt_key IS DISTINCT FROM"
+                           f" thumbs_prompt_key(prompt)) FROM {mart}").fetchone()[1] == 0, mart
+    assert con.execute("SELECT count(*) FROM feedback_ties").fetchone()[0] > 0
     # one prompt, one split, in both marts
     assert con.execute("SELECT count(*) FROM (SELECT prompt FROM (SELECT prompt, split FROM feedback UNION"
                        " SELECT prompt, split FROM preference_pairs) GROUP BY prompt HAVING count(*) > 1)"

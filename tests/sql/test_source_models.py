@@ -13,10 +13,10 @@ from tasks.sources import SOURCES
 from tasks.warehouse.connection import connect
 
 PROMPT = 'STRUCT("role" VARCHAR, "content" VARCHAR)[]'
-PAIR_COLUMNS = [("source", "VARCHAR"), ("prompt", PROMPT), ("chosen", "VARCHAR"), ("rejected", "VARCHAR"),
-                ("margin", "DOUBLE"), ("batch_id", "VARCHAR")]
-VOTE_COLUMNS = [("source", "VARCHAR"), ("prompt", PROMPT), ("completion", "VARCHAR"), ("vote", "INTEGER"),
-                ("pair_id", "VARCHAR"), ("batch_id", "VARCHAR")]
+PAIR_COLUMNS = [("source", "VARCHAR"), ("prompt", PROMPT), ("prompt_key", "UHUGEINT"), ("chosen", "VARCHAR"),
+                ("rejected", "VARCHAR"), ("margin", "DOUBLE"), ("batch_id", "VARCHAR")]
+VOTE_COLUMNS = [("source", "VARCHAR"), ("prompt", PROMPT), ("prompt_key", "UHUGEINT"), ("completion", "VARCHAR"),
+                ("vote", "INTEGER"), ("pair_id", "VARCHAR"), ("batch_id", "VARCHAR")]
 
 
 def test_every_source_has_a_model_and_every_model_a_source():
@@ -35,8 +35,8 @@ def test_each_model_gives_the_shape_int_pairs_and_int_votes_union(home):
         binarize(con, BinarizeConfig())
         for name in source_models("pairs"):
             columns = [tuple(row[:2]) for row in con.execute(f"DESCRIBE {name}").fetchall()]
-            assert columns[:6] == PAIR_COLUMNS, name
-            assert columns[6:] in ([], [("votes_from_pair", "BOOLEAN")]), name
+            assert columns[:7] == PAIR_COLUMNS, name
+            assert columns[7:] in ([], [("votes_from_pair", "BOOLEAN")]), name
         for name in source_models("votes"):
             assert [tuple(row[:2]) for row in con.execute(f"DESCRIBE {name}").fetchall()] == VOTE_COLUMNS, name
 
@@ -46,7 +46,8 @@ def test_shp_min_score_ratio_reaches_the_shp_model(home, min_ratio, kept):
     with connect(home) as con:
         for key, ratio in (("s1", 1.5), ("s2", 3.0), ("s3", None)):  # no ratio: a score was not positive
             con.execute("INSERT INTO staging.stg_shp__pairs VALUES (thumbs_row_key_of($key), 'b1', 'sha', 1, 'post',"
-                        " [{'role': 'user', 'content': 'Which?'}], $key || 'a', $key || 'b', 3, 2, $ratio)",
+                        " [{'role': 'user', 'content': 'Which?'}], $key || 'a', $key || 'b', 3, 2, $ratio,"
+                        " thumbs_prompt_key([{'role': 'user', 'content': 'Which?'}]))",
                         {"key": key, "ratio": ratio})
         binarize(con, BinarizeConfig(shp_min_score_ratio=min_ratio))
         margins = [row[0] for row in con.execute("SELECT margin FROM preference_pairs ORDER BY margin").fetchall()]

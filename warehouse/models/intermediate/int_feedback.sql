@@ -5,12 +5,12 @@
 -- net vote; a tie carries no signal and is left out (counted by
 -- `thumbs binarize` as tied completions). pair_id: the smallest id of the pairs that voted the winning way.
 -- eval_fraction comes from the binarize_options variable: a view cannot hold a query parameter.
--- feedback_id and split sit in one SELECT list, so the prompt's JSON, which both hash, is made once.
+-- split: from the prompt's stored key (warehouse/macros/split.sql).
 -- No ORDER BY: sorting every row of wide texts cost more than building them, and
 -- readers that need an order ask for one (the snapshots do).
 CREATE OR REPLACE TEMP VIEW int_feedback AS
 WITH single_votes AS (
-    SELECT v.source, v.prompt, v.completion, v.vote AS net_vote,
+    SELECT v.source, v.prompt, v.prompt_key, v.completion, v.vote AS net_vote,
            CASE WHEN v.vote > 0 THEN v.pair_id END AS up_pair,
            CASE WHEN v.vote < 0 THEN v.pair_id END AS down_pair,
            v.batch_id
@@ -21,7 +21,7 @@ WITH single_votes AS (
 tallied AS (
     SELECT * FROM single_votes
     UNION ALL
-    SELECT source, prompt, completion, net_vote, up_pair, down_pair, batch_id
+    SELECT source, prompt, prompt_key, completion, net_vote, up_pair, down_pair, batch_id
     FROM int_multi_vote_tallies
     WHERE net_vote <> 0
 )
@@ -29,8 +29,8 @@ SELECT thumbs_feedback_id(t.source, t.prompt, t.completion, t.net_vote > 0) AS f
        t.source, t.prompt, t.completion,
        t.net_vote > 0 AS label,
        CASE WHEN t.net_vote > 0 THEN t.up_pair ELSE t.down_pair END AS pair_id,
-       thumbs_split(t.prompt, CAST(getvariable('binarize_options').eval_fraction AS DOUBLE)) AS split,
-       b.ingested_at, t.batch_id
+       thumbs_split_of_key(t.prompt_key, CAST(getvariable('binarize_options').eval_fraction AS DOUBLE)) AS split,
+       b.ingested_at, t.batch_id, t.prompt_key
 FROM tallied AS t
 LEFT JOIN (SELECT batch_id, min(finished_at) AS ingested_at FROM ingest_runs GROUP BY batch_id) AS b
        USING (batch_id)

@@ -2,7 +2,7 @@
 -- up +1, down -1. Neutral ratings (label NULL) do not vote. A rating comes from
 -- no pair: pair_id is NULL.
 CREATE OR REPLACE TEMP VIEW int_log__votes AS
-SELECT 'log:' || log_name AS source, prompt, completion, CASE WHEN label THEN 1 ELSE -1 END AS vote,
+SELECT 'log:' || log_name AS source, prompt, prompt_key, completion, CASE WHEN label THEN 1 ELSE -1 END AS vote,
        NULL::VARCHAR AS pair_id, batch_id
 FROM staging.stg_log__ratings
 WHERE label IS NOT NULL

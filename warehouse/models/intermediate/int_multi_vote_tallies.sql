@@ -2,7 +2,7 @@
 -- feedback mart keeps the rest; count_ties counts the ties).
 -- up_pair/down_pair: the smallest id of the pairs that voted each way.
 CREATE OR REPLACE TEMP TABLE int_multi_vote_tallies AS
-SELECT v.source, v.prompt, v.completion,
+SELECT v.source, v.prompt, v.completion, v.prompt_key,
        sum(v.vote) AS net_vote,
        min(v.pair_id) FILTER (WHERE v.vote > 0) AS up_pair,
        min(v.pair_id) FILTER (WHERE v.vote < 0) AS down_pair,
@@ -10,4 +10,4 @@ SELECT v.source, v.prompt, v.completion,
 FROM int_votes AS v
 JOIN int_vote_counts AS c USING (vote_key)
 WHERE c.votes > 1
-GROUP BY v.source, v.prompt, v.completion
+GROUP BY v.source, v.prompt, v.completion, v.prompt_key  -- the key: the prompt's, so no more groups

@@ -2,5 +2,6 @@
 -- (docs/contract.md#binarization). Which messages and replies count is decided in int_oasst__ranked_pairs.
 -- margin is NULL: OASST ranks carry no strength of preference.
 CREATE OR REPLACE TEMP TABLE int_oasst__pairs AS
-SELECT 'oasst' AS source, prompt, chosen, rejected, NULL::DOUBLE AS margin, batch_id
+SELECT 'oasst' AS source, prompt, thumbs_prompt_key(prompt) AS prompt_key, chosen, rejected,
+       NULL::DOUBLE AS margin, batch_id
 FROM int_oasst__ranked_pairs

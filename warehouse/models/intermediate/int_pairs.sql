@@ -3,12 +3,12 @@
 -- (tasks/binarize/marts.py, from the source registry); query_table unions them
 -- by column name, NULL where a model lacks one.
 -- pair_key: a 64-bit hash of the pair, for int_pair_repeats to find the pairs loaded
--- more than once without comparing their texts.
--- pair_id and split sit in one SELECT list, so the prompt's JSON, which both hash,
--- is made once; preference_pairs and int_votes read them from here.
+-- more than once without comparing their texts (the prompt by its stored key).
+-- The split comes from the prompt's stored key (warehouse/macros/split.sql);
+-- preference_pairs and int_votes read pair_id and split from here.
 CREATE OR REPLACE TEMP TABLE int_pairs AS
 SELECT *,
-       hash(source, prompt, chosen, rejected) AS pair_key,
+       hash(source, prompt_key, chosen, rejected) AS pair_key,
        thumbs_pair_id(source, prompt, chosen, rejected) AS pair_id,
-       thumbs_split(prompt, $eval_fraction) AS split
+       thumbs_split_of_key(prompt_key, $eval_fraction) AS split
 FROM query_table($pair_models, true)

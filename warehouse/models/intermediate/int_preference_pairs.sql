@@ -6,7 +6,8 @@
 -- No ORDER BY: sorting every row of wide texts cost more than building them, and
 -- readers that need an order ask for one (the snapshots do).
 CREATE OR REPLACE TEMP VIEW int_preference_pairs AS
-SELECT p.pair_id, p.source, p.prompt, p.chosen, p.rejected, p.margin, p.split, b.ingested_at, p.batch_id
+SELECT p.pair_id, p.source, p.prompt, p.chosen, p.rejected, p.margin, p.split, b.ingested_at, p.batch_id,
+       p.prompt_key
 FROM int_pairs AS p
 ANTI JOIN int_pair_repeats AS r ON p.rowid = r.pair_row
 LEFT JOIN (SELECT batch_id, min(finished_at) AS ingested_at FROM ingest_runs GROUP BY batch_id) AS b

@@ -4,4 +4,4 @@
 CREATE OR REPLACE TEMP TABLE binarize_changed_pairs AS
 SELECT *
 FROM query_table($pair_models, true)
-WHERE hash(source, prompt) IN (SELECT scope_key FROM binarize_scope)
+SEMI JOIN binarize_scope USING (source, prompt_key)

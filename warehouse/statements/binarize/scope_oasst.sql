@@ -6,7 +6,7 @@
 -- tree's prompts all start with its root's text. Prompts are matched on that text,
 -- so trees that share a first message (and may share prompts) are rebuilt together.
 -- The prompts come from what the marts hold now (the old pairs and thumbs) and
--- from int_oasst__ranked_pairs (the new ones): a prompt that lost its pairs is
+-- from int_oasst__pairs (the new ones): a prompt that lost its pairs is
 -- rebuilt too.
 INSERT INTO binarize_scope
 WITH RECURSIVE
@@ -23,16 +23,16 @@ root_texts AS (
     SELECT DISTINCT content FROM touched WHERE parent_id IS NULL
 ),
 oasst_prompts AS (
-    SELECT prompt FROM preference_pairs WHERE source = 'oasst'
+    SELECT prompt, prompt_key FROM preference_pairs WHERE source = 'oasst'
     UNION ALL
-    SELECT prompt FROM feedback WHERE source = 'oasst'
+    SELECT prompt, prompt_key FROM feedback WHERE source = 'oasst'
     UNION ALL
-    SELECT prompt FROM feedback_ties WHERE source = 'oasst'
+    SELECT prompt, prompt_key FROM feedback_ties WHERE source = 'oasst'
     UNION ALL
-    SELECT prompt FROM int_oasst__ranked_pairs
+    SELECT prompt, prompt_key FROM int_oasst__pairs
 )
-SELECT DISTINCT hash('oasst', prompt) AS scope_key
+SELECT DISTINCT 'oasst' AS source, prompt_key
 FROM oasst_prompts
 WHERE prompt[1].content IN (SELECT content FROM root_texts)
 EXCEPT
-SELECT scope_key FROM binarize_scope
+SELECT source, prompt_key FROM binarize_scope
