@@ -172,3 +172,25 @@ def test_a_row_repeated_inside_a_batch_keeps_its_first_line(home, tmp_path):
         staged = [n for _, n, *_ in staged_state(con)[0]]
         assert staged == list(range(1, 3001))
         assert con.execute("SELECT count(*) FROM raw.files").fetchone() == (1,)  # the DuckDB route
+
+
+def test_read_ahead_gives_items_in_order_then_the_error_and_stops_its_thread_when_left():
+    import threading
+
+    from tasks.ingest.in_duckdb import read_ahead
+
+    def items():
+        yield from range(5)
+        raise ValueError("line 6: broken")
+
+    got = []
+    try:
+        for item in read_ahead(items()):
+            got.append(item)
+    except ValueError as exc:
+        got.append(str(exc))
+    assert got == [0, 1, 2, 3, 4, "line 6: broken"]
+    endless = read_ahead(iter(int, 1))  # never ends
+    assert [next(endless) for _ in range(3)] == [0, 0, 0]
+    endless.close()  # the caller stops early (e.g. its INSERT failed): the thread ends, nothing waits
+    assert not [t for t in threading.enumerate() if t.name == "thumbs-read-ahead"]

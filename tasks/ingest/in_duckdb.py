@@ -5,17 +5,21 @@ load.py decides the route and keeps the accounting; the rows DuckDB leaves go
 back to it for the source's Python parser. Apart from load.py so each stays short.
 
 Staging streams the archived file once: the Python reader cuts it into batches of
-lines (decompression and line splitting, which gzip allows on one thread only), and
-each batch goes to DuckDB as a stream of small Arrow record batches for one INSERT,
-which DuckDB runs on all its threads. The INSERT returns the row numbers it staged; the batch's other lines
-(quirks, rejects, duplicates, blank lines) go to the parser from the lines in hand.
-Memory holds one batch, whatever the file's size. A file whose lines DuckDB would read
+lines (decompression and line splitting, which gzip allows on one thread only), in a
+thread that keeps one batch ahead, and each batch goes to DuckDB as a stream of small
+Arrow record batches for one INSERT, which DuckDB runs on all its threads. The INSERT
+returns the row numbers it staged; the batch's other lines (quirks, rejects,
+duplicates, blank lines) go to the parser from the lines in hand. Memory holds three
+batches (one staged, one ready, one being read), whatever the file's size. A file whose lines DuckDB would read
 back differently for raw.records (NotPlain) is the Python route's, from the start.
 """
 from __future__ import annotations
 
+import queue
+import threading
 from contextlib import suppress
 from pathlib import Path
+from typing import Iterator, TypeVar
 
 import duckdb
 import numpy as np
@@ -27,9 +31,10 @@ from tasks.sources.base import SourceBinding
 from tasks.warehouse.connection import read_sql, run_sql
 from tasks.warehouse.raw import ARCHIVABLE_FORMATS, archive_dir_of, archive_path, archived_rows_sql, create_raw_view
 
-LINE_BATCH = 50_000  # lines per INSERT, ~100 MB of HH text
+LINE_BATCH = 20_000  # lines per INSERT, ~40 MB of HH text; three batches are in memory at once (read_ahead)
 ARROW_ROWS = 2_048  # lines per Arrow record batch: DuckDB's vector size, the unit its threads share out
 BATCH_VIEW = "thumbs_line_batch"
+T = TypeVar("T")
 # DuckDB's CSV reader (raw.records reads the archive with it) refuses a line of 2,000,000
 # bytes or more: a file with such a line keeps its raw rows as table rows (the Python route).
 DUCKDB_LINE_BYTES = 2_000_000
@@ -104,10 +109,10 @@ def stage_in_duckdb(con: duckdb.DuckDBPyConnection, source: SourceBinding, sha: 
         staged=read_sql(source.stage_sql).replace("{lines}", rows))
     params = {"batch_id": batch_id, "file_sha256": sha}
     inserted, left, registered = 0, [], False
+    batches = read_batches(archive, rows_per_batch=LINE_BATCH, max_row_bytes=max_row_bytes, progress=progress)
     try:
-        for batch in read_batches(archive, rows_per_batch=LINE_BATCH, max_row_bytes=max_row_bytes,
-                                  progress=progress):
-            con.register(BATCH_VIEW, line_table(batch, max_row_bytes))
+        for batch, lines in read_ahead((batch, line_table(batch, max_row_bytes)) for batch in batches):
+            con.register(BATCH_VIEW, lines)
             registered = True
             staged = staged_by_sql(con, statement, params)
             inserted += len(staged)
@@ -122,6 +127,51 @@ def stage_in_duckdb(con: duckdb.DuckDBPyConnection, source: SourceBinding, sha: 
             with suppress(duckdb.Error):
                 con.unregister(BATCH_VIEW)
     return inserted, left
+
+
+def read_ahead(items: Iterator[T], depth: int = 1) -> Iterator[T]:
+    """`items`, made in a thread of its own up to `depth` ahead of the caller: the next
+    batch is decompressed and checked while DuckDB stages this one (DuckDB, zlib and
+    Arrow let go of the GIL), instead of the two taking turns. What the thread raises
+    is raised here, in order; a caller that stops early stops the thread."""
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stopped = threading.Event()
+
+    def offer(entry: tuple) -> bool:
+        """Put `entry` once there is room; False when the caller has stopped taking."""
+        while not stopped.is_set():
+            try:
+                ready.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def make() -> None:
+        try:
+            for item in items:
+                if not offer((item, None)):
+                    return
+            offer((None, _END))
+        except BaseException as exc:  # noqa: BLE001 - every failure is the caller's to raise
+            offer((None, exc))
+
+    thread = threading.Thread(target=make, name="thumbs-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, end = ready.get()
+            if end is _END:
+                return
+            if end is not None:
+                raise end
+            yield item
+    finally:
+        stopped.set()
+        thread.join()
+
+
+_END = object()
 
 
 def staged_by_sql(con: duckdb.DuckDBPyConnection, statement: str, params: dict) -> np.ndarray:
