@@ -6,21 +6,24 @@
 -- Sources that rate replies add their int_<source>__votes models: $vote_models
 -- lists them (tasks/binarize/marts.py, from the source registry).
 -- vote_key: a 64-bit hash of (source, prompt_key, completion); see int_vote_counts.
+-- feedback_id: a pair's vote carries the id of the thumb it makes alone (int_pairs).
 CREATE OR REPLACE TEMP TABLE int_votes AS
 WITH voting_pairs AS NOT MATERIALIZED (
-    SELECT p.source, p.prompt, p.prompt_key, p.chosen, p.rejected, p.pair_id, p.batch_id
+    SELECT p.source, p.prompt, p.prompt_key, p.chosen, p.rejected, p.pair_id, p.batch_id,
+           p.chosen_feedback_id, p.rejected_feedback_id
     FROM int_pairs AS p
     ANTI JOIN int_pair_repeats AS r ON p.rowid = r.pair_row
     WHERE p.votes_from_pair
 )
 SELECT *, hash(source, prompt_key, completion) AS vote_key
 FROM (
-    SELECT source, prompt, prompt_key, chosen AS completion, 1 AS vote, pair_id, batch_id
+    SELECT source, prompt, prompt_key, chosen AS completion, 1 AS vote, pair_id, batch_id,
+           chosen_feedback_id AS feedback_id
     FROM voting_pairs
     UNION ALL
-    SELECT source, prompt, prompt_key, rejected, -1, pair_id, batch_id
+    SELECT source, prompt, prompt_key, rejected, -1, pair_id, batch_id, rejected_feedback_id
     FROM voting_pairs
     UNION ALL
-    SELECT source, prompt, prompt_key, completion, vote, pair_id, batch_id
+    SELECT source, prompt, prompt_key, completion, vote, pair_id, batch_id, NULL::VARCHAR
     FROM query_table($vote_models, true)
 )
