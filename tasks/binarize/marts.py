@@ -8,7 +8,7 @@ import duckdb
 
 from schemas.config import BinarizeConfig
 from tasks.binarize.increments import find_new_batches, plan_build, record_build, scope_changes
-from tasks.common.settings import WAREHOUSE_SQL
+from tasks.common.settings import WAREHOUSE_SQL, ThumbsError
 from tasks.sources import SOURCES
 from tasks.warehouse.connection import run_sql, transaction
 
@@ -76,6 +76,11 @@ def create_source_models(con: duckdb.DuckDBPyConnection, config: BinarizeConfig)
                 con.execute(statement)
     for name in source_models("pairs") + source_models("votes"):
         run_sql(con, f"{SOURCE_MODELS}/{name}.sql")
+        # int_pairs unions the models by name: one without the key would get NULLs,
+        # and its rows would all fall in train and never be rebuilt incrementally.
+        if "prompt_key" not in {row[0] for row in con.execute(f"DESCRIBE {name}").fetchall()}:
+            raise ThumbsError(f"{SOURCE_MODELS}/{name}.sql: select prompt_key beside prompt "
+                              "(staging stores it; see docs/add-a-source.md)")
 
 
 def create_views(con: duckdb.DuckDBPyConnection) -> None:

@@ -52,3 +52,19 @@ def test_shp_min_score_ratio_reaches_the_shp_model(home, min_ratio, kept):
         binarize(con, BinarizeConfig(shp_min_score_ratio=min_ratio))
         margins = [row[0] for row in con.execute("SELECT margin FROM preference_pairs ORDER BY margin").fetchall()]
     assert margins == kept
+
+
+def test_a_source_model_without_the_prompt_key_is_refused_by_name(home, tmp_path, monkeypatch):
+    import shutil
+
+    import tasks.binarize.marts as marts
+    from tasks.common.settings import ThumbsError
+
+    models = tmp_path / "warehouse"
+    shutil.copytree(WAREHOUSE_SQL, models)
+    hh_model = models / SOURCE_MODELS / "int_hh__pairs.sql"
+    hh_model.write_text(hh_model.read_text().replace("prompt, prompt_key,", "prompt,"))
+    monkeypatch.setattr(marts, "WAREHOUSE_SQL", models)
+    monkeypatch.setattr("tasks.warehouse.connection.WAREHOUSE_SQL", models)
+    with connect(home) as con, pytest.raises(ThumbsError, match=r"int_hh__pairs.sql: select prompt_key beside prompt"):
+        binarize(con, BinarizeConfig())
