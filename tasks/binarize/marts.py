@@ -78,7 +78,8 @@ def create_source_models(con: duckdb.DuckDBPyConnection, config: BinarizeConfig)
         run_sql(con, f"{SOURCE_MODELS}/{name}.sql")
         # int_pairs unions the models by name: one without the key would get NULLs,
         # and its rows would all fall in train and never be rebuilt incrementally.
-        if "prompt_key" not in {row[0] for row in con.execute(f"DESCRIBE {name}").fetchall()}:
+        if not con.execute("SELECT count(*) FROM information_schema.columns"
+                           " WHERE table_name = $name AND column_name = 'prompt_key'", {"name": name}).fetchone()[0]:
             raise ThumbsError(f"{SOURCE_MODELS}/{name}.sql: select prompt_key beside prompt "
                               "(staging stores it; see docs/add-a-source.md)")
 
