@@ -36,6 +36,9 @@ MART_VIEWS = ["models/marts/feedback_one_per_prompt.sql"]
 # Each source's models, named after it: int_<source>__pairs (its preference pairs)
 # and int_<source>__votes (thumbs it gives replies directly), each optional.
 SOURCE_MODELS = "models/intermediate"
+# What every source model selects besides its rows' content: the prompt's stored key,
+# and the row's place in the table it reads (incremental builds find rows by both).
+MODEL_KEYS = ("prompt_key", "staging_row")
 
 
 @dataclass
@@ -76,12 +79,14 @@ def create_source_models(con: duckdb.DuckDBPyConnection, config: BinarizeConfig)
                 con.execute(statement)
     for name in source_models("pairs") + source_models("votes"):
         run_sql(con, f"{SOURCE_MODELS}/{name}.sql")
-        # int_pairs unions the models by name: one without the key would get NULLs,
-        # and its rows would all fall in train and never be rebuilt incrementally.
-        if not con.execute("SELECT count(*) FROM information_schema.columns"
-                           " WHERE table_name = $name AND column_name = 'prompt_key'", {"name": name}).fetchone()[0]:
-            raise ThumbsError(f"{SOURCE_MODELS}/{name}.sql: select prompt_key beside prompt "
-                              "(staging stores it; see docs/add-a-source.md)")
+        # int_pairs unions the models by name: one without these would get NULLs, its
+        # rows all in train and never found by an incremental build.
+        present = {column for (column,) in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = $name", {"name": name}).fetchall()}
+        missing = [column for column in MODEL_KEYS if column not in present]
+        if missing:
+            raise ThumbsError(f"{SOURCE_MODELS}/{name}.sql: select {' and '.join(missing)} "
+                              "(prompt_key beside prompt, rowid AS staging_row; see docs/add-a-source.md)")
 
 
 def create_views(con: duckdb.DuckDBPyConnection) -> None:

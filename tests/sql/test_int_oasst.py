@@ -160,7 +160,7 @@ def rows_of(con: duckdb.DuckDBPyConnection, table: str) -> set[tuple]:
     if "prompt_key" in {row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()}:
         assert con.execute(f"SELECT count(*) FROM {table} WHERE prompt_key IS DISTINCT FROM"
                            " thumbs_prompt_key(prompt)").fetchone()[0] == 0
-        table = f"(SELECT * EXCLUDE (prompt_key) FROM {table})"
+        table = f"(SELECT * EXCLUDE (prompt_key, staging_row) FROM {table})"
     result = con.execute(f"SELECT * FROM {table}").fetchall()
     assert {row[0] for row in result} <= {"oasst"}
     rows = [(tuple((turn["role"], turn["content"]) for turn in row[1]),) + row[2:] for row in result]
@@ -182,7 +182,8 @@ def test_pairs(warehouse, include_synthetic, want):
     columns = warehouse.execute("DESCRIBE int_oasst__pairs").fetchall()
     assert [(c[0], c[1]) for c in columns] == [
         ("source", "VARCHAR"), ("prompt", 'STRUCT("role" VARCHAR, "content" VARCHAR)[]'), ("prompt_key", "UHUGEINT"),
-        ("chosen", "VARCHAR"), ("rejected", "VARCHAR"), ("margin", "DOUBLE"), ("batch_id", "VARCHAR")]
+        ("chosen", "VARCHAR"), ("rejected", "VARCHAR"), ("margin", "DOUBLE"), ("batch_id", "VARCHAR"),
+        ("staging_row", "BIGINT")]
     got = rows_of(warehouse, "int_oasst__pairs")
     assert {row[3] for row in got} == {None}  # margin: OASST ranks carry no strength
     assert {row[:3] + row[4:] for row in got} == want

@@ -15,6 +15,7 @@ from tasks.warehouse.connection import connect
 PROMPT = 'STRUCT("role" VARCHAR, "content" VARCHAR)[]'
 PAIR_COLUMNS = [("source", "VARCHAR"), ("prompt", PROMPT), ("prompt_key", "UHUGEINT"), ("chosen", "VARCHAR"),
                 ("rejected", "VARCHAR"), ("margin", "DOUBLE"), ("batch_id", "VARCHAR")]
+STAGING_ROW = ("staging_row", "BIGINT")  # the row's place in its table: incremental builds read by it
 VOTE_COLUMNS = [("source", "VARCHAR"), ("prompt", PROMPT), ("prompt_key", "UHUGEINT"), ("completion", "VARCHAR"),
                 ("vote", "INTEGER"), ("pair_id", "VARCHAR"), ("batch_id", "VARCHAR")]
 
@@ -36,9 +37,10 @@ def test_each_model_gives_the_shape_int_pairs_and_int_votes_union(home):
         for name in source_models("pairs"):
             columns = [tuple(row[:2]) for row in con.execute(f"DESCRIBE {name}").fetchall()]
             assert columns[:7] == PAIR_COLUMNS, name
-            assert columns[7:] in ([], [("votes_from_pair", "BOOLEAN")]), name
+            assert columns[7:] in ([STAGING_ROW], [("votes_from_pair", "BOOLEAN"), STAGING_ROW]), name
         for name in source_models("votes"):
-            assert [tuple(row[:2]) for row in con.execute(f"DESCRIBE {name}").fetchall()] == VOTE_COLUMNS, name
+            assert [tuple(row[:2]) for row in con.execute(f"DESCRIBE {name}").fetchall()] == VOTE_COLUMNS + [
+                STAGING_ROW], name
 
 
 @pytest.mark.parametrize("min_ratio, kept", [(None, [1.5, 3.0, None]), (2.0, [3.0])])
@@ -66,5 +68,5 @@ def test_a_source_model_without_the_prompt_key_is_refused_by_name(home, tmp_path
     hh_model.write_text(hh_model.read_text().replace("prompt, prompt_key,", "prompt,"))
     monkeypatch.setattr(marts, "WAREHOUSE_SQL", models)
     monkeypatch.setattr("tasks.warehouse.connection.WAREHOUSE_SQL", models)
-    with connect(home) as con, pytest.raises(ThumbsError, match=r"int_hh__pairs.sql: select prompt_key beside prompt"):
+    with connect(home) as con, pytest.raises(ThumbsError, match=r"int_hh__pairs.sql: select prompt_key \("):
         binarize(con, BinarizeConfig())

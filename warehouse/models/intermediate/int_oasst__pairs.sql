@@ -3,5 +3,5 @@
 -- margin is NULL: OASST ranks carry no strength of preference.
 CREATE OR REPLACE TEMP TABLE int_oasst__pairs AS
 SELECT 'oasst' AS source, prompt, thumbs_prompt_key(prompt) AS prompt_key, chosen, rejected,
-       NULL::DOUBLE AS margin, batch_id
+       NULL::DOUBLE AS margin, batch_id, rowid AS staging_row
 FROM int_oasst__ranked_pairs
