@@ -70,12 +70,16 @@ def find_new_batches(con: duckdb.DuckDBPyConnection) -> int:
 
 
 def scope_changes(con: duckdb.DuckDBPyConnection, pair_models: list[str], vote_models: list[str]) -> int:
-    """Fill binarize_scope (the keys to rebuild) and the changed pairs and votes
-    tables int_pairs and int_votes then read; how many keys there are."""
+    """Fill binarize_scope (the keys to rebuild), the changed pairs and votes tables
+    int_pairs and int_votes then read, and binarize_merge_scope (the keys whose mart
+    rows the merge deletes); how many keys there are."""
     run_sql(con, "statements/binarize/scope.sql", {"changed_models": pair_models + vote_models})
     run_sql(con, "statements/binarize/scope_oasst.sql")
+    run_sql(con, "statements/binarize/pair_places.sql", {"pair_models": pair_models})
     run_sql(con, "statements/binarize/changed_pairs.sql", {"pair_models": pair_models})
+    run_sql(con, "statements/binarize/vote_places.sql", {"vote_models": vote_models})
     run_sql(con, "statements/binarize/changed_votes.sql", {"vote_models": vote_models})
+    run_sql(con, "statements/binarize/merge_scope.sql")
     return con.execute("SELECT count(*) FROM binarize_scope").fetchone()[0]
 
 
