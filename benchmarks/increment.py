@@ -20,6 +20,8 @@ duplicate of the base. Steps, timed one by one (the plain Python API, no Prefect
   3. binarize --full on the same staging, for the time a full build takes, and to
      check that both builds gave the same marts (row count and a hash over the rows);
      --skip-full leaves it out.
+The night's binarize is also timed SQL file by SQL file (benchmarks/ingest.py,
+profile_binarize), and its slowest are printed.
 Times are wall seconds; `uptime` is printed with them: say how busy the machine was.
 """
 from __future__ import annotations
@@ -35,7 +37,7 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR.parent))
-from benchmarks.ingest import WORK, build_input  # noqa: E402
+from benchmarks.ingest import WORK, build_input, profile_binarize  # noqa: E402
 
 MARTS = ("preference_pairs", "feedback", "feedback_ties")
 BASE_RECORD = "base.json"  # in a built base's home: its parts and how long each step took
@@ -98,14 +100,17 @@ def measure_increment(base_home: Path, increment: Path, run_home: Path, full: bo
         base_pairs = con.execute("SELECT count(*) FROM preference_pairs").fetchone()[0]
         loaded = timed(seconds, "ingest increment", lambda: ingest_file(con, bind_source("hh"), increment,
                                                                         "bench-new"))
+        statements = profile_binarize()
         built = timed(seconds, "binarize increment", lambda: binarize(con, BinarizeConfig()))
+        night_statements = dict(statements)
         incremental = marts_digest(con)
         if full:
             timed(seconds, "binarize --full", lambda: binarize(con, BinarizeConfig(), full=True))
         same = incremental == marts_digest(con) if full else None
     assert built.mode == "incremental", built.reason
     return {"seconds": seconds, "increment_loaded": loaded.rows_loaded, "rebuilt_keys": built.rebuilt_keys,
-            "base_pairs": base_pairs, "pairs": incremental["preference_pairs"][0], "same_marts": same}
+            "base_pairs": base_pairs, "pairs": incremental["preference_pairs"][0], "same_marts": same,
+            "night_statements": night_statements}
 
 
 def uptime() -> str:
@@ -157,6 +162,9 @@ def main() -> None:
         print(f"  incremental binarize {s['binarize increment']:.2f} s vs full binarize {s['binarize --full']:.2f} s "
               f"({s['binarize --full'] / s['binarize increment']:.1f}x); "
               f"incremental marts equal the full rebuild's: {result['same_marts']}")
+    slowest = sorted(result["night_statements"].items(), key=lambda item: -item[1])[:6]
+    print("  the night's binarize, slowest SQL: " + ", ".join(f"{name.split('/')[-1]} {sec:.2f} s"
+                                                            for name, sec in slowest))
     print(f"  load before: {load_before}\n  load after:  {load_after}")
 
 

@@ -125,6 +125,18 @@ def route_thumbs(path: Path, scratch: Path, increment: Path | None = None) -> di
     }
 
 
+def _timed(spent: dict[str, float], original, key):
+    """`original`, adding each call's wall seconds to spent[key(args)]."""
+    def wrapper(*args, **kwargs):
+        began = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            name = key(args)
+            spent[name] = spent.get(name, 0.0) + time.perf_counter() - began
+    return wrapper
+
+
 def profile_ingest() -> dict[str, float]:
     """Seconds spent in each step of ingest_file, by wrapping the loader's steps
     (the wrappers time and call the real functions): where an ingest's time goes."""
@@ -135,19 +147,21 @@ def profile_ingest() -> dict[str, float]:
     steps = {load: ("file_sha256", "archive_file", "_check_first_record", "parse_chunk", "_load_chunk",
                     "_load_in_duckdb", "_load_rows", "_keep_raw_rows"),
              in_duckdb: ("line_table", "staged_by_sql", "create_raw_view")}
-
-    def timed(name, original):
-        def wrapper(*args, **kwargs):
-            began = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                spent[name] = spent.get(name, 0.0) + time.perf_counter() - began
-        return wrapper
-
     for module, names in steps.items():
         for name in names:
-            setattr(module, name, timed(name, getattr(module, name)))
+            setattr(module, name, _timed(spent, getattr(module, name), lambda args, name=name: name))
+    return spent
+
+
+def profile_binarize() -> dict[str, float]:
+    """Seconds spent in each SQL file binarize runs (models and statements), by wrapping
+    run_sql where binarize calls it: where a build's time goes."""
+    import tasks.binarize.increments as increments
+    import tasks.binarize.marts as marts
+
+    spent: dict[str, float] = {}
+    for module in (marts, increments):
+        module.run_sql = _timed(spent, module.run_sql, lambda args: args[1])
     return spent
 
 
