@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 import duckdb
 
@@ -24,12 +25,47 @@ from tasks.warehouse.connection import run_sql
 BUILD_SQL = ("models", "macros", "statements/binarize")
 
 
+@dataclass
+class MartCounts:
+    """What the marts hold per source: pairs per split, thumbs per label."""
+
+    pairs: Counter = field(default_factory=Counter)  # (source, split) -> pairs
+    feedback: Counter = field(default_factory=Counter)  # (source, label) -> rows
+
+    def __add__(self, other: MartCounts) -> MartCounts:
+        return MartCounts(self.pairs + other.pairs, self.feedback + other.feedback)
+
+    def __sub__(self, other: MartCounts) -> MartCounts:
+        return MartCounts(self.pairs - other.pairs, self.feedback - other.feedback)
+
+    def to_json(self) -> str:
+        return json.dumps({"pairs": [[*key, n] for key, n in sorted(self.pairs.items())],
+                           "feedback": [[*key, n] for key, n in sorted(self.feedback.items())]})
+
+    @classmethod
+    def from_json(cls, text: str) -> MartCounts:
+        data = json.loads(text)
+        return cls(Counter({(s, sp): n for s, sp, n in data["pairs"]}),
+                   Counter({(s, lb): n for s, lb, n in data["feedback"]}))
+
+
+def count_marts(con: duckdb.DuckDBPyConnection, pairs: str = "preference_pairs",
+                feedback: str = "feedback") -> MartCounts:
+    """The counts of the relations named (the marts, or the rows a merge deletes or inserts)."""
+    return MartCounts(
+        Counter({(s, sp): n for s, sp, n in run_sql(con, "statements/binarize/count_pairs.sql",
+                                                     {"relation": pairs}).fetchall()}),
+        Counter({(s, lb): n for s, lb, n in run_sql(con, "statements/binarize/count_feedback.sql",
+                                                     {"relation": feedback}).fetchall()}))
+
+
 @dataclass(frozen=True)
 class BuildPlan:
     mode: str  # full | incremental
     reason: str  # why that mode, in words for the report
     options: dict
     models_sha256: str
+    last_counts: MartCounts | None = None  # what the last build left, when recorded
 
     @property
     def incremental(self) -> bool:
@@ -60,7 +96,7 @@ def plan_build(con: duckdb.DuckDBPyConnection, config: BinarizeConfig, full: boo
     if last_sha != sha:
         return BuildPlan("full", "full rebuild: the SQL models changed since the last build", options, sha)
     return BuildPlan("incremental", "incremental: only prompts touched by batches loaded since the last build",
-                     options, sha)
+                     options, sha, MartCounts.from_json(last[2]) if last[2] is not None else None)
 
 
 def find_new_batches(con: duckdb.DuckDBPyConnection) -> int:
@@ -83,9 +119,21 @@ def scope_changes(con: duckdb.DuckDBPyConnection, pair_models: list[str], vote_m
     return con.execute("SELECT count(*) FROM binarize_scope").fetchone()[0]
 
 
-def record_build(con: duckdb.DuckDBPyConnection, plan: BuildPlan, rebuilt_keys: int | None) -> None:
+def merge_increment(con: duckdb.DuckDBPyConnection, plan: BuildPlan) -> MartCounts:
+    """Replace the changed keys' mart rows (statements/binarize/merge_increment.sql);
+    what the marts hold after: the last build's counts, less the rows deleted, plus
+    the rows inserted (recounted when the last build recorded none)."""
+    run_sql(con, "statements/binarize/merged_away.sql")
+    away = count_marts(con, "binarize_merged_away_pairs", "binarize_merged_away_feedback")
+    added = count_marts(con, "int_preference_pairs", "int_feedback")
+    run_sql(con, "statements/binarize/merge_increment.sql")
+    return plan.last_counts - away + added if plan.last_counts is not None else count_marts(con)
+
+
+def record_build(con: duckdb.DuckDBPyConnection, plan: BuildPlan, rebuilt_keys: int | None,
+                 counts: MartCounts) -> None:
     build_id = str(uuid.uuid4())
     run_sql(con, "statements/binarize/record_build.sql", {
         "build_id": build_id, "mode": plan.mode, "reason": plan.reason, "options": json.dumps(plan.options),
-        "models_sha256": plan.models_sha256, "rebuilt_keys": rebuilt_keys})
+        "models_sha256": plan.models_sha256, "rebuilt_keys": rebuilt_keys, "counts": counts.to_json()})
     run_sql(con, "statements/binarize/record_batches.sql", {"build_id": build_id})

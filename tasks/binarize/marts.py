@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 import duckdb
 
 from schemas.config import BinarizeConfig
-from tasks.binarize.increments import find_new_batches, plan_build, record_build, scope_changes
+from tasks.binarize.increments import (count_marts, find_new_batches, merge_increment, plan_build, record_build,
+                                       scope_changes)
 from tasks.common.settings import WAREHOUSE_SQL, ThumbsError
 from tasks.sources import SOURCES
 from tasks.warehouse.connection import run_sql, transaction
@@ -113,17 +114,17 @@ def binarize(con: duckdb.DuckDBPyConnection, config: BinarizeConfig, full: bool 
         for sql_file, names in MODELS:
             run_sql(con, sql_file, {name: params[name] for name in names})
         if plan.incremental:
-            run_sql(con, "statements/binarize/merge_increment.sql")
+            counts = merge_increment(con, plan)
         else:
             for sql_file in FULL_MARTS:
                 run_sql(con, sql_file)
+            counts = count_marts(con)
         for sql_file in MART_VIEWS:
             run_sql(con, sql_file)
         create_views(con)
-        record_build(con, plan, rebuilt_keys)
+        record_build(con, plan, rebuilt_keys, counts)
         return BinarizeResult(
-            pairs={(s, sp): n for s, sp, n in run_sql(con, "statements/binarize/count_pairs.sql").fetchall()},
-            feedback={(s, lb): n for s, lb, n in run_sql(con, "statements/binarize/count_feedback.sql").fetchall()},
+            pairs=dict(sorted(counts.pairs.items())), feedback=dict(sorted(counts.feedback.items())),
             tied_completions=run_sql(con, "statements/binarize/count_ties.sql").fetchone()[0],
             mode=plan.mode, reason=plan.reason, new_batches=new_batches, rebuilt_keys=rebuilt_keys,
         )

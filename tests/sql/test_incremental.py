@@ -133,6 +133,25 @@ def full_rebuild_of_copy(home: Path, copy: Path) -> Path:
     return copy / "warehouse.duckdb"
 
 
+def recount(con: duckdb.DuckDBPyConnection, query: str) -> dict:
+    return {(key, part): n for key, part, n in con.execute(query + " GROUP BY ALL").fetchall()}
+
+
+def test_an_incremental_build_after_one_with_no_recorded_counts_counts_the_marts(home, tmp_path):
+    # builds from before migration 011 recorded no counts: the next one recounts, then keeps them
+    ingest_step(home, [("hh", DEMO_HH_HELPFUL, None)])
+    with connect(home) as con:
+        binarize(con, CONFIG)
+        con.execute("UPDATE binarize_builds SET counts = NULL")
+    ingest_step(home, [("hh", write_jsonl(tmp_path / "more.jsonl", [hh_pair("Best fruit?", "Apples.", "Rocks.")]),
+                        None)])
+    with connect(home) as con:
+        built = binarize(con, CONFIG)
+        assert built.mode == "incremental" and sum(built.pairs.values()) > 100
+        assert built.pairs == recount(con, "SELECT source, split, count(*) FROM preference_pairs")
+        assert con.execute("SELECT count(*) FROM binarize_builds WHERE counts IS NULL").fetchone() == (1,)
+
+
 def test_incremental_marts_equal_a_full_rebuild_after_every_step(home, tmp_path):
     results = []
     for number, files in enumerate(steps(tmp_path), start=1):
@@ -144,6 +163,9 @@ def test_incremental_marts_equal_a_full_rebuild_after_every_step(home, tmp_path)
             con.execute(f"ATTACH '{full}' AS full_build (READ_ONLY)")
             assert differences(con, "full_build") == {}, f"step {number}"
             total_keys = con.execute("SELECT count(DISTINCT (source, prompt)) FROM preference_pairs").fetchone()[0]
+            # an incremental build reports its counts from the last build's, less and plus what it replaced
+            assert results[-1].pairs == recount(con, "SELECT source, split, count(*) FROM preference_pairs"), number
+            assert results[-1].feedback == recount(con, "SELECT source, label, count(*) FROM feedback"), number
         if number > 1:  # the first build has nothing to build on
             assert results[-1].mode == "incremental", results[-1].reason
             assert 0 <= results[-1].rebuilt_keys < total_keys

@@ -43,7 +43,7 @@ def test_migration_010_keys_the_rows_of_an_older_warehouse(tmp_path):
     con.execute("INSERT INTO staging.stg_hh__pairs VALUES (1, 'b1', 'sha', 1, $p, 'Hello!', 'Go.')", {"p": prompt})
     con.execute("INSERT INTO preference_pairs (pair_id, source, prompt) VALUES ('p', 'hh', $p)", {"p": prompt})
     con.execute("INSERT INTO feedback (feedback_id, source, prompt) VALUES ('f', 'hh', $p)", {"p": prompt})
-    assert migrate(con) == ["010_prompt_keys"]
+    assert migrate(con)[0] == "010_prompt_keys"
     create_macros(con)
     for table in ("staging.stg_hh__pairs", "staging.stg_shp__pairs", "preference_pairs", "feedback", "feedback_ties"):
         rows, wrong = con.execute(WRONG_KEYS.format(table)).fetchone()
