@@ -11,6 +11,7 @@ from tasks.binarize.increments import (count_marts, find_new_batches, merge_incr
                                        scope_changes)
 from tasks.common.settings import WAREHOUSE_SQL, ThumbsError
 from tasks.sources import SOURCES
+from tasks.sources.base import create_staging_tables
 from tasks.warehouse.connection import run_sql, transaction
 
 # The DAG of SQL models, in dependency order, with the parameters each binds.
@@ -74,10 +75,8 @@ def create_source_models(con: duckdb.DuckDBPyConnection, config: BinarizeConfig)
     binarize_options (a struct of BinarizeConfig's fields): the models are views,
     and a view cannot hold a query parameter."""
     con.execute("SET VARIABLE binarize_options = $options", {"options": config.model_dump()})
-    for source in SOURCES.values():
-        for table in source.staging:  # a source never ingested still has (empty) tables to read
-            for statement in table.create_statements():
-                con.execute(statement)
+    for source in SOURCES.values():  # a source never ingested still has (empty) tables to read
+        create_staging_tables(con, source.staging)
     for name in source_models("pairs") + source_models("votes"):
         run_sql(con, f"{SOURCE_MODELS}/{name}.sql")
         # int_pairs unions the models by name: one without these would get NULLs, its

@@ -28,7 +28,8 @@ from tasks.ingest.in_duckdb import NotPlain, archive_target, read_raw_from_archi
 from tasks.ingest.readers import (DEFAULT_MAX_ROW_BYTES, LineBatch, Progress, RawRow, RowBatch,
                                   read_batches)
 from tasks.common.settings import ThumbsError, first_line
-from tasks.sources.base import Parser, Quarantined, RowRejected, SourceBinding, Staged, StagingTable
+from tasks.sources.base import (Parser, Quarantined, RowRejected, SourceBinding, Staged, StagingTable,
+                                create_staging_tables)
 from tasks.warehouse.connection import memory_hint, read_sql, run_sql, transaction
 from tasks.warehouse.raw import archive_file, archive_matches, archived_rows_sql
 from tasks.ingest.workers import WorkerFailed, in_order
@@ -284,7 +285,7 @@ def ingest_file(
         if stages_in_duckdb(source, archive):
             try:
                 with transaction(con):
-                    _create_tables(con, source)
+                    create_staging_tables(con, source.tables)
                     _check_first_record(path, source, max_row_bytes)
                     _load_in_duckdb(con, source, path, sha, batch_id, result, max_row_bytes, archive, progress)
                     read_raw_from_archive(con, source, sha, batch_id, result.raw_rows, archive)
@@ -293,7 +294,7 @@ def ingest_file(
             except NotPlain:
                 result = FileResult(file=str(path), file_sha256=sha, status="loaded")
         with transaction(con):
-            _create_tables(con, source)
+            create_staging_tables(con, source.tables)
             _load_rows(con, source, path, sha, batch_id, result, max_row_bytes, progress, archive is None)
             if archive is not None:
                 _keep_raw_rows(con, source, path, sha, batch_id, result, max_row_bytes, archive)
@@ -302,12 +303,6 @@ def ingest_file(
         raise ThumbsError(f"{path}: nothing loaded, the warehouse write failed: {first_line(exc)}"
                           f"{memory_hint(exc)}") from exc
     return result
-
-
-def _create_tables(con: duckdb.DuckDBPyConnection, source: SourceBinding) -> None:
-    for table in source.tables:  # a new source's tables come from its declaration, not a migration
-        for statement in table.create_statements():
-            con.execute(statement)
 
 
 def _record_run(con: duckdb.DuckDBPyConnection, run: dict[str, Any], result: FileResult) -> None:

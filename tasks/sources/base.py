@@ -77,7 +77,8 @@ class StagingTable:
 
     `columns` are the parser's values (Staged.values) as name -> DuckDB type; the
     loader adds LOADER_COLUMNS in front and the DERIVED_COLUMNS of those values
-    behind, and creates the table when it does not exist. The tables of the first sources were created by migrations; a test
+    behind, and creates the table when it does not exist (create_staging_tables). The
+    tables of the first sources were created by migrations; a test
     (tests/sources/test_registry.py) keeps their declarations equal to them.
     """
 
@@ -105,17 +106,32 @@ class StagingTable:
         """The loader-derived columns this table has, as name -> the SQL computing it."""
         return {name: sql for name, (origin, _, sql) in DERIVED_COLUMNS.items() if origin in self.columns}
 
-    def create_statements(self) -> list[str]:
-        """Create the table if it does not exist, and give a table made before a derived
-        column was added (a later source's, ingested before this version) that column."""
+    def create_statement(self) -> str:
         columns = {**LOADER_COLUMNS, **self.columns,
                    **{name: DERIVED_COLUMNS[name][1] for name in self.derived}}
-        return [f"CREATE TABLE IF NOT EXISTS {self.quoted} ("
-                + ", ".join(f'"{name}" {kind}' for name, kind in columns.items()) + ")",
-                *(f'ALTER TABLE {self.quoted} ADD COLUMN IF NOT EXISTS "{name}" {DERIVED_COLUMNS[name][1]}'
-                  for name in self.derived),
-                *(f'UPDATE {self.quoted} SET "{name}" = {sql} WHERE "{name}" IS NULL'
-                  for name, sql in self.derived.items())]
+        return (f"CREATE TABLE IF NOT EXISTS {self.quoted} ("
+                + ", ".join(f'"{name}" {kind}' for name, kind in columns.items()) + ")")
+
+    def add_column_statements(self, name: str) -> list[str]:
+        """Give a table made before derived column `name` was declared that column, filled."""
+        return [f'ALTER TABLE {self.quoted} ADD COLUMN "{name}" {DERIVED_COLUMNS[name][1]}',
+                f'UPDATE {self.quoted} SET "{name}" = {self.derived[name]}']
+
+
+def create_staging_tables(con: Any, tables: Iterable[StagingTable]) -> None:
+    """Create the tables that do not exist (a new source's come from its declaration, not
+    a migration), and give one made before a derived column was declared (a later
+    source's, ingested by an earlier version) that column. Only then: filling it on
+    every ingest and binarize would be a scan for nothing. `con`: a DuckDB connection."""
+    for table in tables:
+        con.execute(table.create_statement())
+        schema, name = table.name.split(".")
+        present = {column for (column,) in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = $schema AND table_name = $name",
+            {"schema": schema, "name": name}).fetchall()}
+        for column in table.derived.keys() - present:
+            for statement in table.add_column_statements(column):
+                con.execute(statement)
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ def test_a_later_sources_table_made_before_the_column_gets_it_and_its_values(hom
     (table,) = SOURCES["rlcd"].staging
     prompt = [{"role": "user", "content": "Hi?"}]
     with connect(home) as con:
-        con.execute(table.create_statements()[0].replace(', "prompt_key" UHUGEINT', ""))
+        con.execute(table.create_statement().replace(', "prompt_key" UHUGEINT', ""))
         con.execute(f"INSERT INTO {table.name} BY NAME SELECT 1::UHUGEINT AS row_key, 'b1' AS batch_id, 'sha' AS"
                     " file_sha256, 1 AS row_number, $p AS prompt, 'Sure.' AS chosen, 'No.' AS rejected,"
                     " 't' AS template_pair, 'rule' AS labeled_by, 'g' AS generator_sha256, 't' AS templates_sha256",
