@@ -10,6 +10,7 @@ import hashlib
 import json
 
 import duckdb
+import pytest
 
 from tasks.common.home import Home
 from tasks.ingest.load import ingest_file
@@ -158,12 +159,16 @@ def test_a_line_duckdb_reads_differently_late_in_a_file_sends_it_whole_to_the_py
         assert con.execute("SELECT count(*) FROM ingest_runs").fetchone() == (1,)
 
 
-def test_a_row_repeated_inside_a_batch_keeps_its_first_line(home, tmp_path):
+@pytest.mark.parametrize("route", ["duckdb", "python"])
+def test_a_row_repeated_inside_a_batch_keeps_its_first_line(home, tmp_path, route):
     # One batch of 6,000 lines is several Arrow record batches, which DuckDB's threads
-    # stage at once: the copy kept must still be the first in the file, as on the Python
-    # route, and the later ones the duplicates (the fault suite's clean-run comparison
-    # found the first version of the batch stream keeping either).
+    # stage at once: the copy kept must still be the first in the file, on both routes,
+    # and the later ones the duplicates (the fault suite's clean-run comparison found
+    # the first version of the batch stream keeping either). No index catches a repeat:
+    # the insert statements keep the first of a key themselves.
     unique = [json.dumps(pair(i)).encode() for i in range(3000)]
+    if route == "python":  # a carriage return (JSON whitespace) in a line sends the file to the Python parser
+        unique[0] = b"{\r" + unique[0][1:]
     path = tmp_path / "repeats-in-batch.jsonl"
     path.write_bytes(b"\n".join(unique + unique[::-1]) + b"\n")
     with connect(home) as con:
@@ -171,7 +176,8 @@ def test_a_row_repeated_inside_a_batch_keeps_its_first_line(home, tmp_path):
         assert (result.rows_read, result.rows_loaded, result.rows_duplicate) == (6000, 3000, 3000)
         staged = [n for _, n, *_ in staged_state(con)[0]]
         assert staged == list(range(1, 3001))
-        assert con.execute("SELECT count(*) FROM raw.files").fetchone() == (1,)  # the DuckDB route
+        archived = con.execute("SELECT count(*) FROM raw.files").fetchone()[0]
+        assert archived == (1 if route == "duckdb" else 0)
 
 
 def test_read_ahead_gives_items_in_order_then_the_error_and_stops_its_thread_when_left():

@@ -147,11 +147,12 @@ def row_key(identity: str) -> int:
 
 def _keyed(columns: dict[str, list]) -> dict[str, list | pa.Array]:
     """The staged columns with each row's identity replaced by its row_key, in the
-    two UBIGINT halves the load statements put together."""
+    two UBIGINT halves the load statements put together, and each row's place in the
+    chunk (of a key repeated in it, the first is loaded)."""
     keys = [row_key(identity) for identity in columns.pop("row_key")]
     return {"row_key_high": pa.array([key >> 64 for key in keys], pa.uint64()),
             "row_key_low": pa.array([key & 0xFFFF_FFFF_FFFF_FFFF for key in keys], pa.uint64()),
-            **columns}
+            "chunk_row": pa.array(range(len(keys)), pa.int64()), **columns}
 
 
 def _load_chunk(con: duckdb.DuckDBPyConnection, chunk: ParsedChunk, result: FileResult,

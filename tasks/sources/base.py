@@ -61,7 +61,9 @@ Parser = Callable[[Mapping[str, Any]], Iterable[Outcome]]
 # A prompt: the conversation before the reply, as {role, content} messages.
 PROMPT = "STRUCT(role VARCHAR, content VARCHAR)[] NOT NULL"
 # The columns the loader fills in every staging table, ahead of the parser's values.
-LOADER_COLUMNS = {"row_key": "UHUGEINT PRIMARY KEY", "batch_id": "VARCHAR NOT NULL",
+# row_key is unique without an index: the loader skips a key already present
+# (warehouse/migrations/012_staging_without_index.sql says why).
+LOADER_COLUMNS = {"row_key": "UHUGEINT NOT NULL", "batch_id": "VARCHAR NOT NULL",
                   "file_sha256": "VARCHAR NOT NULL", "row_number": "BIGINT NOT NULL"}
 # The columns the loader derives in SQL from the parser's values, after them: a
 # table with a prompt also stores its key (warehouse/macros/split.sql), so that

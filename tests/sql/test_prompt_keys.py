@@ -51,11 +51,13 @@ def test_migration_010_keys_the_rows_of_an_older_warehouse(tmp_path):
 
 
 def test_a_later_sources_table_made_before_the_column_gets_it_and_its_values(home):
-    # rlcd's table comes from its declaration on first ingest; one made by an earlier
-    # version has no prompt_key until binarize (or an ingest) next declares it.
+    # A later source's table comes from its declaration on first ingest; one made by an
+    # earlier version has no prompt_key until binarize (or an ingest) next declares it.
+    # rlcd's plays that part here (migration 012 rebuilds rlcd's own, so it is dropped first).
     (table,) = SOURCES["rlcd"].staging
     prompt = [{"role": "user", "content": "Hi?"}]
     with connect(home) as con:
+        con.execute(f"DROP TABLE {table.name}")
         con.execute(table.create_statement().replace(', "prompt_key" UHUGEINT', ""))
         con.execute(f"INSERT INTO {table.name} BY NAME SELECT 1::UHUGEINT AS row_key, 'b1' AS batch_id, 'sha' AS"
                     " file_sha256, 1 AS row_number, $p AS prompt, 'Sure.' AS chosen, 'No.' AS rejected,"
