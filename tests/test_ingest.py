@@ -7,6 +7,8 @@ import csv
 import gzip
 import json
 import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -75,6 +77,30 @@ def test_same_rows_in_another_file_are_duplicates(home, tmp_path):
     assert (first.rows_loaded, second.rows_loaded, second.rows_duplicate) == (2, 0, 3)
     assert counts["staging.stg_hh__pairs"] == 2
     assert counts["raw.records"] == 5  # every row as read is kept
+
+
+def test_two_threads_loading_the_same_rows_load_them_once(home, tmp_path):
+    # Connections of one process share the database, so only the loader keeps staging's
+    # row_key unique there (no index does): the same rows in two files, loaded from two
+    # threads at once, are staged once and counted duplicates the second time.
+    rows = gzip.decompress(DEMO_HH_HELPFUL.read_bytes())
+    paths = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
+    paths[0].write_bytes(rows)
+    paths[1].write_bytes(rows + b"\n")  # other bytes, the same rows
+    start = threading.Barrier(2, timeout=60)
+
+    def load(con, path: Path, batch: str):
+        start.wait()
+        return ingest_file(con, bind_source("hh"), path, batch)
+
+    with connect(home) as first, connect(home) as second, ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(load, [first, second], paths, ["batch-a", "batch-b"]))
+    loaded = sorted(result.rows_loaded for result in results)
+    assert loaded[0] == 0 and loaded[1] > 150
+    assert sorted(result.rows_duplicate for result in results) == [0, loaded[1]]
+    with connect(home) as con:
+        assert con.execute("SELECT count(*), count(DISTINCT row_key) FROM staging.stg_hh__pairs").fetchone() \
+            == (loaded[1], loaded[1])
 
 
 def test_bad_rows_are_quarantined_with_reasons(home, tmp_path):

@@ -266,7 +266,19 @@ def ingest_file(
 
     DuckDB stages the file when its source and its lines allow (in_duckdb.py); a file
     found not to (NotPlain) part-way is rolled back and loaded on the Python route."""
-    path = Path(path)
+    with _INGESTING:
+        return _ingest_file(con, source, Path(path), batch_id, max_row_bytes, progress)
+
+
+# One file at a time in this process. Staging's row_key is kept unique by the loader (an
+# anti-join inside the file's transaction), which holds only while no other transaction
+# stages rows at once: DuckDB's file lock keeps other processes out, but connections of
+# one process share the database, so two threads could each load the same rows.
+_INGESTING = threading.Lock()
+
+
+def _ingest_file(con: duckdb.DuckDBPyConnection, source: SourceBinding, path: Path, batch_id: str,
+                 max_row_bytes: int, progress: Progress | None) -> FileResult:
     sha = file_sha256(path)
     archive = archive_target(con, source, path, sha)
     started_at = datetime.now(timezone.utc).replace(tzinfo=None)
