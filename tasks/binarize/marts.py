@@ -25,8 +25,8 @@ MODELS: list[tuple[str, tuple[str, ...]]] = [
     ("models/intermediate/int_pairs.sql", ("pair_models", "eval_fraction")),
     ("models/intermediate/int_pair_repeats.sql", ()),
     ("models/intermediate/int_preference_pairs.sql", ()),
-    ("models/intermediate/int_votes.sql", ("vote_models",)),
-    ("models/intermediate/int_vote_counts.sql", ()),
+    ("models/intermediate/int_votes.sql", ()),
+    ("models/intermediate/int_multi_vote_keys.sql", ()),
     ("models/intermediate/int_multi_vote_tallies.sql", ()),
     ("models/intermediate/int_feedback.sql", ()),
     ("models/intermediate/int_feedback_ties.sql", ()),
@@ -110,6 +110,7 @@ def binarize(con: duckdb.DuckDBPyConnection, config: BinarizeConfig, full: bool 
         if plan.incremental:
             rebuilt_keys = scope_changes(con, params["pair_models"], params["vote_models"])
             params |= {"pair_models": ["binarize_changed_pairs"], "vote_models": ["binarize_changed_votes"]}
+        con.execute("SET VARIABLE binarize_vote_models = $models", {"models": params["vote_models"]})
         for sql_file, names in MODELS:
             run_sql(con, sql_file, {name: params[name] for name in names})
         if plan.incremental:

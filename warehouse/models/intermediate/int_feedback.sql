@@ -16,8 +16,7 @@ WITH single_votes AS (
            CASE WHEN v.vote < 0 THEN v.pair_id END AS down_pair,
            v.batch_id
     FROM int_votes AS v
-    JOIN int_vote_counts AS c USING (vote_key)
-    WHERE c.votes = 1
+    ANTI JOIN int_multi_vote_keys USING (vote_key)
 ),
 tallied AS (
     SELECT * FROM single_votes

@@ -8,6 +8,5 @@ SELECT v.source, v.prompt, v.completion, v.prompt_key,
        min(v.pair_id) FILTER (WHERE v.vote < 0) AS down_pair,
        min(v.batch_id) AS batch_id
 FROM int_votes AS v
-JOIN int_vote_counts AS c USING (vote_key)
-WHERE c.votes > 1
+SEMI JOIN int_multi_vote_keys USING (vote_key)
 GROUP BY v.source, v.prompt, v.completion, v.prompt_key  -- the key: the prompt's, so no more groups
