@@ -12,7 +12,7 @@ from tasks.binarize.increments import (count_marts, find_new_batches, merge_incr
 from tasks.common.settings import WAREHOUSE_SQL, ThumbsError
 from tasks.sources import SOURCES
 from tasks.sources.base import create_staging_tables
-from tasks.warehouse.connection import run_sql, transaction
+from tasks.warehouse.connection import column_names, run_sql, transaction
 
 # The DAG of SQL models, in dependency order, with the parameters each binds.
 # First what the sources' own models read (OASST's ranked pairs), then each
@@ -81,8 +81,7 @@ def create_source_models(con: duckdb.DuckDBPyConnection, config: BinarizeConfig)
         run_sql(con, f"{SOURCE_MODELS}/{name}.sql")
         # int_pairs unions the models by name: one without these would get NULLs, its
         # rows all in train and never found by an incremental build.
-        present = {column for (column,) in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = $name", {"name": name}).fetchall()}
+        present = column_names(con, "main", name)
         missing = [column for column in MODEL_KEYS if column not in present]
         if missing:
             raise ThumbsError(f"{SOURCE_MODELS}/{name}.sql: select {' and '.join(missing)} "

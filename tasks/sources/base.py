@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 
 from tasks.common.settings import ThumbsError
+from tasks.warehouse.connection import column_names
 
 Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": str}
 
@@ -127,11 +128,7 @@ def create_staging_tables(con: Any, tables: Iterable[StagingTable]) -> None:
     every ingest and binarize would be a scan for nothing. `con`: a DuckDB connection."""
     for table in tables:
         con.execute(table.create_statement())
-        schema, name = table.name.split(".")
-        present = {column for (column,) in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = $schema AND table_name = $name",
-            {"schema": schema, "name": name}).fetchall()}
-        for column in table.derived.keys() - present:
+        for column in table.derived.keys() - column_names(con, *table.name.split(".")):
             for statement in table.add_column_statements(column):
                 con.execute(statement)
 

@@ -36,6 +36,13 @@ def run_sql(con: duckdb.DuckDBPyConnection, relative: str, params: dict[str, Any
     return con.execute(text, params) if params else con.execute(text)
 
 
+def column_names(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> set[str]:
+    """The columns of table or view `schema`.`name` (a temp view's schema is main)."""
+    return {column for (column,) in con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = $schema AND table_name = $name",
+        {"schema": schema, "name": name}).fetchall()}
+
+
 def query_arrow(con: duckdb.DuckDBPyConnection, relative: str, params: dict[str, Any]):
     """The rows of one SELECT file of warehouse/ as an Arrow table."""
     return con.sql(read_sql(relative), params=params).to_arrow_table()
